@@ -1,0 +1,235 @@
+"""Compatibility shims for the OpenMMLab stack on torch >= 2.6 and numpy 2.
+
+This is the one place where the plugin works around breakages of MMEngine,
+MMCV and MMPretrain on the pinned stack (see ``docs/stack.md``). Importing
+``dmue_mm`` applies the import-time shims; the tools call
+:func:`adapt_cfg_to_machine` for the run-time ones.
+
+Shims:
+
+(a) ``torch.load`` defaults to ``weights_only=True`` since torch 2.6, which
+    rejects checkpoints written by MMEngine's Runner (they pickle
+    ``HistoryBuffer`` and numpy objects). :func:`install_checkpoint_loader`
+    replaces MMEngine's local-file loader so that resume, ``load_from``,
+    ``tools/test.py`` and ``ImageClassificationInferencer`` work again. Only
+    local files are loaded with full unpickling: they are the user's own runs.
+    Foreign checkpoints (``tools/convert.py``) keep ``weights_only=True``.
+(b) ``mmcv.adjust_hue`` computes ``np.uint8(hue_factor * 255)``, which raises
+    ``OverflowError`` for negative factors under numpy 2 (NEP 50).
+    :func:`patch_adjust_hue` replaces every public name of the function with
+    one that wraps the shift modulo 256, as numpy 1 silently did.
+(c) MMEngine's distributed init calls ``torch.cuda.set_device`` and wraps the
+    model with ``device_ids=[local_rank]``; neither works without a GPU.
+    :func:`adapt_cfg_to_machine` switches a CPU-only run to gloo and
+    ``device_ids=None``. GPU runs are left unchanged.
+(d) ``AmpOptimWrapper`` refuses to run without a GPU. :class:`BF16AmpOptimWrapper`
+    trains under bfloat16 autocast (no loss scaling needed) and
+    :func:`adapt_cfg_to_machine` selects it for ``--amp`` on CPU; on GPU the
+    stock fp16 ``AmpOptimWrapper`` with dynamic loss scaling is used, exactly
+    as MMPretrain does.
+"""
+import os.path as osp
+from contextlib import contextmanager
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+from mmengine.config import Config, ConfigDict
+from mmengine.optim import OptimWrapper
+from mmengine.runner.amp import autocast
+from mmengine.runner.checkpoint import CheckpointLoader
+from PIL import Image
+
+from mmpretrain.registry import OPTIM_WRAPPERS
+
+__all__ = [
+    'install_checkpoint_loader', 'load_local_checkpoint', 'adjust_hue',
+    'patch_adjust_hue', 'BF16AmpOptimWrapper', 'adapt_cfg_to_machine',
+    'apply_import_time_shims'
+]
+
+
+# --------------------------------------------------------------------------
+# (a) torch.load(weights_only=True) vs. MMEngine checkpoints
+# --------------------------------------------------------------------------
+def load_local_checkpoint(filename: str,
+                          map_location: Optional[str] = None) -> dict:
+    """Load a checkpoint file written by the user's own runs.
+
+    Same contract as MMEngine's ``load_from_local`` but unpickles fully
+    (``weights_only=False``), as torch < 2.6 did by default.
+
+    Args:
+        filename (str): Local path, ``~`` is expanded.
+        map_location (str, optional): Passed to :func:`torch.load`.
+
+    Returns:
+        dict: The loaded checkpoint.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} can not be found: '
+                                'check the path')
+    return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def install_checkpoint_loader() -> None:
+    """Make MMEngine load local checkpoints with full unpickling."""
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_local_checkpoint, force=True)
+
+
+# --------------------------------------------------------------------------
+# (b) mmcv.adjust_hue on numpy 2
+# --------------------------------------------------------------------------
+def _hue_shift(hue_factor: float) -> np.uint8:
+    # Truncate toward zero like the C cast numpy 1 used, then wrap to uint8.
+    return np.uint8(int(hue_factor * 255) % 256)
+
+
+def adjust_hue(img: np.ndarray,
+               hue_factor: float,
+               backend: Optional[str] = None) -> np.ndarray:
+    """Drop-in replacement for ``mmcv.adjust_hue`` that works on numpy 2.
+
+    Args:
+        img (ndarray): BGR image, 2 or 3 dims.
+        hue_factor (float): Shift of the hue channel in [-0.5, 0.5].
+        backend (str, optional): ``'cv2'`` or ``'pillow'``; defaults to mmcv's
+            global image backend.
+
+    Returns:
+        ndarray: The hue-adjusted image, same dtype as the input.
+    """
+    import mmcv.image.io as mmcv_io
+    if backend is None:
+        backend = mmcv_io.imread_backend
+    if backend not in ('cv2', 'pillow'):
+        raise ValueError(f'backend: {backend} is not supported. '
+                         "Supported backends are 'cv2', 'pillow'")
+    if not -0.5 <= hue_factor <= 0.5:
+        raise ValueError(f'hue_factor:{hue_factor} is not in [-0.5, 0.5].')
+    if not (isinstance(img, np.ndarray) and img.ndim in (2, 3)):
+        raise TypeError('img should be ndarray with dim=[2 or 3].')
+    shift = _hue_shift(hue_factor)
+
+    if backend == 'pillow':
+        assert img.dtype == np.uint8, 'Pillow backend only support uint8 type'
+        pil_image = Image.fromarray(img[..., ::-1], mode='RGB')
+        h, s, v = pil_image.convert('HSV').split()
+        np_h = np.array(h, dtype=np.uint8)
+        np_h += shift  # uint8 arithmetic wraps around the hue circle
+        h = Image.fromarray(np_h, 'L')
+        pil_image = Image.merge('HSV', (h, s, v)).convert('RGB')
+        return np.array(pil_image, dtype=img.dtype)[..., ::-1]
+
+    dtype = img.dtype
+    hsv_img = cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_BGR2HSV_FULL)
+    h, s, v = cv2.split(hsv_img)
+    h = h.astype(np.uint8)
+    h += shift
+    hsv_img = cv2.merge([h, s, v])
+    return cv2.cvtColor(hsv_img, cv2.COLOR_HSV2BGR_FULL).astype(dtype)
+
+
+def patch_adjust_hue() -> None:
+    """Replace every public name of ``mmcv.adjust_hue`` with :func:`adjust_hue`."""
+    import mmcv
+    import mmcv.image
+    import mmcv.image.photometric
+    for module in (mmcv, mmcv.image, mmcv.image.photometric):
+        module.adjust_hue = adjust_hue
+
+
+# --------------------------------------------------------------------------
+# (d) mixed precision without a GPU
+# --------------------------------------------------------------------------
+@OPTIM_WRAPPERS.register_module()
+class BF16AmpOptimWrapper(OptimWrapper):
+    """Mixed-precision training under bfloat16 autocast.
+
+    bfloat16 has the exponent range of float32, so no loss scaling is needed.
+    It runs on CPU (where MMEngine's ``AmpOptimWrapper`` refuses to start) and
+    on GPUs that support bfloat16, also under DDP.
+
+    Args:
+        **kwargs: Passed to :class:`mmengine.optim.OptimWrapper`.
+    """
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        """Enter gradient-accumulation handling and bf16 autocast."""
+        params = next(model.parameters(), None)
+        device_type = params.device.type if params is not None else 'cpu'
+        with super().optim_context(model), autocast(
+                device_type=device_type, dtype=torch.bfloat16):
+            yield
+
+
+# --------------------------------------------------------------------------
+# (c) + (d): adapt a config to the machine it runs on
+# --------------------------------------------------------------------------
+def _gpu_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def adapt_cfg_to_machine(cfg: Config,
+                         amp: bool = False,
+                         gpu_available: Optional[Callable[[], bool]] = None
+                         ) -> Config:
+    """Adapt distributed and mixed-precision settings to this machine.
+
+    On a machine with a GPU the result is what MMPretrain's tools would do:
+    ``--amp`` selects ``AmpOptimWrapper`` with dynamic loss scaling and DDP is
+    untouched. Without a GPU, a distributed launch uses gloo with
+    ``device_ids=None`` (the process group is initialised here, so that
+    MMEngine skips its ``torch.cuda.set_device`` call), and ``--amp`` uses
+    :class:`BF16AmpOptimWrapper`.
+
+    Args:
+        cfg (Config): The config, modified in place.
+        amp (bool): Whether ``--amp`` was requested.
+        gpu_available (callable, optional): Probe for a usable GPU; defaults
+            to ``torch.cuda.is_available``. Tests pass their own.
+
+    Returns:
+        Config: ``cfg``.
+    """
+    has_gpu = (gpu_available or _gpu_available)()
+    if amp and cfg.get('optim_wrapper') is not None:
+        if has_gpu:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        else:
+            cfg.optim_wrapper.type = 'BF16AmpOptimWrapper'
+            cfg.optim_wrapper.pop('loss_scale', None)
+    if cfg.get('launcher', 'none') != 'none' and not has_gpu:
+        env_cfg = cfg.setdefault('env_cfg', ConfigDict())
+        env_cfg.setdefault('dist_cfg', ConfigDict())['backend'] = 'gloo'
+        wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(
+            type='MMDistributedDataParallel')
+        wrapper['device_ids'] = None
+        wrapper.setdefault('broadcast_buffers', False)
+        cfg.model_wrapper_cfg = wrapper
+        _init_cpu_process_group(cfg.launcher)
+    return cfg
+
+
+def _init_cpu_process_group(launcher: str) -> None:
+    """Initialise a gloo process group without touching CUDA."""
+    import torch.distributed as torch_dist
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        return
+    if launcher != 'pytorch':
+        raise ValueError(
+            f'launcher {launcher!r} without a GPU is not supported: use '
+            "tools/dist_train.sh (torchrun, launcher 'pytorch') on CPU")
+    torch_dist.init_process_group(backend='gloo')
+
+
+def apply_import_time_shims() -> None:
+    """Apply the shims that are safe to apply on import (a, b)."""
+    install_checkpoint_loader()
+    patch_adjust_hue()

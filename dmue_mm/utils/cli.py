@@ -1,0 +1,180 @@
+"""Shared plumbing of the command-line tools.
+
+Every tool under ``tools/`` is a thin ``main`` around these helpers, so that
+config loading, ``--cfg-options`` checking, work-dir rules and the one-line
+error reporting behave the same everywhere.
+"""
+import argparse
+import difflib
+import functools
+import os
+import os.path as osp
+import sys
+from copy import deepcopy
+from typing import Any, Callable, Dict, Iterable, Optional
+
+from mmengine.config import Config, ConfigDict, DictAction
+
+from .errors import CLIError, DMUEError
+
+__all__ = [
+    'CLIError', 'cli_entry', 'load_config', 'check_cfg_options',
+    'add_common_args', 'parse_with_local_rank', 'set_work_dir',
+    'set_dataloader_defaults', 'merge_cfg_options'
+]
+
+
+def cli_entry(main: Callable[[], Any]) -> Callable[[], Any]:
+    """Run ``main`` and turn user errors into ``error: ...`` and exit code 2.
+
+    :class:`~dmue_mm.utils.errors.DMUEError` (bad arguments, config keys or
+    data) and :class:`FileNotFoundError` are reported on one line; set
+    ``DMUE_DEBUG=1`` to get the traceback instead.
+    """
+
+    @functools.wraps(main)
+    def wrapper():
+        try:
+            return main()
+        except (DMUEError, FileNotFoundError) as exc:
+            if os.environ.get('DMUE_DEBUG'):
+                raise
+            message = ' '.join(str(exc).split())
+            print(f'error: {message}', file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _closest(name: str, candidates: Iterable[str]) -> str:
+    matches = difflib.get_close_matches(name, list(candidates), n=1)
+    return f' (did you mean {matches[0]!r}?)' if matches else ''
+
+
+def check_cfg_options(cfg: Config, options: Optional[Dict[str, Any]]) -> Dict:
+    """Check that every ``--cfg-options`` key names an existing config entry.
+
+    MMEngine silently adds unknown keys, so a typo such as
+    ``model.head.gama=10`` would be ignored. Here each dotted key must exist in
+    the config (list items by index). A key written with a leading ``+``
+    (``+model.backbone.init_cfg.type=Pretrained``) may create a new entry; its
+    parent must exist.
+
+    Args:
+        cfg (Config): The loaded config.
+        options (dict, optional): Parsed ``--cfg-options``.
+
+    Returns:
+        dict: The options with the ``+`` markers removed, ready for
+        ``cfg.merge_from_dict``.
+
+    Raises:
+        CLIError: Naming the first unknown key and the closest existing one.
+    """
+    checked = {}
+    for key, value in (options or {}).items():
+        allow_new = key.startswith('+')
+        key = key.lstrip('+')
+        parts = key.split('.')
+        node: Any = cfg
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, (list, tuple)):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise CLIError(
+                        f'unknown --cfg-options key {key!r}: '
+                        f'{".".join(parts[:depth]) or "config"} is a list of '
+                        f'{len(node)} items, not indexable by {part!r}')
+                node = node[int(part)]
+            elif isinstance(node, (dict, Config)):
+                if part not in node:
+                    if last and allow_new:
+                        break
+                    raise CLIError(
+                        f'unknown --cfg-options key {key!r}: no '
+                        f'{part!r} under '
+                        f'{".".join(parts[:depth]) or "the config top level"}'
+                        f'{_closest(part, node.keys())}; prefix the key with '
+                        "'+' to add a new entry")
+                node = node[part]
+            else:
+                raise CLIError(
+                    f'unknown --cfg-options key {key!r}: '
+                    f'{".".join(parts[:depth])} is a {type(node).__name__}, '
+                    'not a dict')
+        checked[key] = value
+    return checked
+
+
+def load_config(path: str) -> Config:
+    """Load a config file with a clear error when it does not exist."""
+    if not osp.isfile(path):
+        raise CLIError(f'config file {path!r} not found: check the path '
+                       '(configs live under configs/)')
+    return Config.fromfile(path)
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments that every runner tool shares with MMPretrain."""
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings in the config, key=value; keys must exist in '
+        'the config (prefix with "+" to add a new key). Lists as key="[a,b]".')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_with_local_rank(parser: argparse.ArgumentParser,
+                          argv=None) -> argparse.Namespace:
+    """Parse args and export ``LOCAL_RANK`` as MMPretrain's tools do."""
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def set_work_dir(cfg: Config, config_path: str,
+                 work_dir: Optional[str]) -> None:
+    """Work dir priority: CLI > config > ``work_dirs/<config name>``."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config_path))[0])
+
+
+def set_dataloader_defaults(cfg: Config,
+                            fields: Iterable[str],
+                            defaults: Dict[str, Any],
+                            overrides: Optional[Dict[str, Any]] = None) -> None:
+    """Fill dataloader settings under ``fields`` as MMPretrain's tools do.
+
+    Args:
+        cfg (Config): The config, modified in place.
+        fields (Iterable[str]): Dataloader fields such as ``train_dataloader``.
+        defaults (dict): Used where the config sets nothing.
+        overrides (dict, optional): Win over the config (``--no-pin-memory``).
+    """
+    for field in fields:
+        if cfg.get(field, None) is None:
+            continue
+        merged = ConfigDict(collate_fn=dict(type='default_collate'))
+        merged.update(deepcopy(defaults))
+        merged.update(cfg[field])
+        merged.update(overrides or {})
+        if not merged.get('num_workers', 0):
+            # persistent workers need at least one worker
+            merged['persistent_workers'] = False
+        cfg[field] = merged
+
+
+def merge_cfg_options(cfg: Config, options: Optional[Dict]) -> None:
+    """Check and merge ``--cfg-options`` into ``cfg``."""
+    if options:
+        cfg.merge_from_dict(check_cfg_options(cfg, options))

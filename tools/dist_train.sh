@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Usage: tools/dist_train.sh CONFIG GPUS [train.py args...]
+# GPUS is the number of processes per node; on a machine without a GPU they
+# train on CPU with gloo.
+set -euo pipefail
+CONFIG=$1
+GPUS=$2
+exec "$(dirname "$0")/dist_launch.sh" train.py "$GPUS" "$CONFIG" "${@:3}"
