@@ -1,24 +1,37 @@
 """Test (and evaluate) a checkpoint with MMEngine's Runner.
 
 Same flags and behaviour as MMPretrain's ``tools/test.py``; ``--amp`` tests
-in fp16 on GPU and bf16 on CPU.
+in fp16 on GPU and bf16 on CPU. On an expression dataset it reports top-1,
+mean class accuracy, per-class precision/recall/F1, the confusion matrix
+(printed with class names and saved as a PNG) and the probability metrics of
+``ExpressionMetric`` (see ``docs/evaluation.md``):
+
+- a test evaluator made only of ``Accuracy``/``SingleLabelMetric``/
+  ``ConfusionMatrix`` gets an ``ExpressionMetric`` appended
+  (``--plain-evaluator`` keeps the config's evaluator as is);
+- ``--cm-png PATH`` chooses the PNG, else ``<work_dir>/<timestamp>/
+  confusion_matrix.png``;
+- ``--out x.json`` writes the metrics as JSON, ``--out x.pkl`` the pickled
+  predictions (MMPretrain's behaviour); ``--out-item`` overrides the suffix.
 
 Example::
 
-    python tools/test.py configs/dmue/res18_rafdb.py work_dirs/res18_rafdb/epoch_36.pth --tta
+    python tools/test.py configs/dmue/res18_rafdb.py work_dirs/res18_rafdb/epoch_36.pth --tta --out metrics.json
 """
 import argparse
 import os.path as osp
 from copy import deepcopy
 
-import mmengine
 from mmengine.config import ConfigDict
 from mmengine.evaluator import DumpResults
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import dmue_mm  # noqa: F401  registers the plugin and applies the shims
 from dmue_mm.compat import adapt_cfg_to_machine
+from dmue_mm.evaluation import (add_expression_metric, dump_metrics,
+                                resolve_out_item, set_confusion_png)
 from dmue_mm.utils.cli import (CLIError, add_common_args, cli_entry,
                                load_config, merge_cfg_options,
                                parse_with_local_rank, set_dataloader_defaults,
@@ -30,11 +43,24 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Test (and evaluate) a checkpoint')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--out', help='the file to write results to')
+    parser.add_argument(
+        '--out',
+        help='the file to write results to: metrics for .json, pickled '
+        'predictions for .pkl (see --out-item)')
     parser.add_argument(
         '--out-item',
         choices=['metrics', 'pred'],
-        help='write metrics or predictions to --out (default predictions)')
+        help='write metrics (json/yaml/pkl by suffix) or predictions (.pkl) '
+        'to --out; default: metrics for a .json file, else predictions')
+    parser.add_argument(
+        '--cm-png',
+        help='save the confusion matrix PNG here (default: '
+        '<work_dir>/<timestamp>/confusion_matrix.png)')
+    parser.add_argument(
+        '--plain-evaluator',
+        action='store_true',
+        help='use the config\'s test_evaluator as is; by default a plain '
+        'Accuracy/SingleLabelMetric evaluator gets an ExpressionMetric')
     parser.add_argument(
         '--amp', action='store_true', help='mixed-precision test')
     parser.add_argument(
@@ -101,6 +127,8 @@ def merge_args(cfg, args):
 
     if args.tta:
         flip_tta(cfg)
+    if not args.plain_evaluator:
+        add_expression_metric(cfg)
 
     set_dataloader_defaults(
         cfg, ('test_dataloader', ),
@@ -114,17 +142,18 @@ def merge_args(cfg, args):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
-    if args.out is None and args.out_item is not None:
-        raise CLIError('--out-item needs --out FILE')
+    out_item = resolve_out_item(args.out, args.out_item)
     cfg = merge_args(load_config(args.config), args)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    if args.out and args.out_item in ('pred', None):
+    set_confusion_png(runner, args.cm_png)
+    if out_item == 'pred':
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
     metrics = runner.test()
-    if args.out and args.out_item == 'metrics':
-        mmengine.dump(metrics, args.out)
+    if out_item == 'metrics':
+        dump_metrics(metrics, args.out)
+        print_log(f'metrics written to {args.out}', logger='current')
     return metrics
 
 
