@@ -1,1 +1,3 @@
-__all__ = []
+from .mv_softmax_head import MVSoftmaxClsHead
+
+__all__ = ['MVSoftmaxClsHead']
