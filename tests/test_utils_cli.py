@@ -1,0 +1,74 @@
+"""The --cfg-options check and the shared tool helpers."""
+import pytest
+from mmengine.config import Config
+
+from dmue_mm.utils.cli import (check_cfg_options, load_config,
+                               set_dataloader_defaults, set_work_dir)
+from dmue_mm.utils.errors import CLIError
+
+
+@pytest.fixture
+def cfg():
+    return Config(
+        dict(
+            model=dict(head=dict(type='LinearClsHead', num_classes=4)),
+            train_dataloader=dict(batch_size=8, dataset=dict(data_root='x')),
+            custom_hooks=[dict(type='A', interval=1)]))
+
+
+class TestCheckCfgOptions:
+
+    def test_existing_keys_pass(self, cfg):
+        options = {'model.head.num_classes': 7, 'custom_hooks.0.interval': 3}
+        assert check_cfg_options(cfg, options) == options
+
+    def test_unknown_leaf_names_key_and_suggestion(self, cfg):
+        with pytest.raises(CLIError) as err:
+            check_cfg_options(cfg, {'model.head.num_clases': 7})
+        message = str(err.value)
+        assert "'model.head.num_clases'" in message
+        assert "did you mean 'num_classes'" in message
+
+    def test_unknown_parent(self, cfg):
+        with pytest.raises(CLIError, match="no 'neck' under model"):
+            check_cfg_options(cfg, {'model.neck.type': 'X'})
+
+    def test_list_index_out_of_range(self, cfg):
+        with pytest.raises(CLIError, match='list of 1 items'):
+            check_cfg_options(cfg, {'custom_hooks.3.interval': 1})
+
+    def test_plus_adds_new_leaf_only(self, cfg):
+        assert check_cfg_options(cfg, {'+model.head.init_cfg': None}) == {
+            'model.head.init_cfg': None
+        }
+        with pytest.raises(CLIError):
+            check_cfg_options(cfg, {'+model.neck.type': 'X'})
+
+    def test_into_scalar(self, cfg):
+        with pytest.raises(CLIError, match='is a int'):
+            check_cfg_options(cfg, {'train_dataloader.batch_size.x': 1})
+
+
+class TestHelpers:
+
+    def test_missing_config(self, tmp_path):
+        with pytest.raises(CLIError, match='nope.py'):
+            load_config(str(tmp_path / 'nope.py'))
+
+    def test_work_dir_priority(self, cfg):
+        set_work_dir(cfg, 'configs/dmue/res18_rafdb.py', None)
+        assert cfg.work_dir.endswith('work_dirs/res18_rafdb')
+        set_work_dir(cfg, 'configs/dmue/res18_rafdb.py', '/tmp/w')
+        assert cfg.work_dir == '/tmp/w'
+
+    def test_dataloader_defaults_and_overrides(self, cfg):
+        set_dataloader_defaults(
+            cfg, ('train_dataloader', 'val_dataloader'),
+            defaults=dict(pin_memory=True, persistent_workers=True),
+            overrides=dict(pin_memory=False))
+        loader = cfg.train_dataloader
+        assert loader.batch_size == 8 and loader.pin_memory is False
+        # no workers: persistent workers would make the DataLoader raise
+        assert loader.persistent_workers is False
+        assert loader.collate_fn == dict(type='default_collate')
+        assert 'val_dataloader' not in cfg
