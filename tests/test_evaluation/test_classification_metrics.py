@@ -1,0 +1,73 @@
+"""Hard-label metrics against hand-computed confusion matrices."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from dmue_mm.evaluation import (classification_report, confusion_matrix,
+                                per_class_scores)
+
+# 4 classes; class 3 has no sample but one (wrong) prediction.
+GT = [0, 0, 0, 1, 1, 1, 2, 2]
+PRED = [0, 0, 1, 1, 1, 3, 2, 0]
+CM = np.array([[2, 1, 0, 0],
+               [0, 2, 0, 1],
+               [1, 0, 1, 0],
+               [0, 0, 0, 0]])
+
+
+class TestConfusionMatrix:
+
+    def test_hand_computed(self):
+        cm = confusion_matrix(PRED, GT, 4)
+        np.testing.assert_array_equal(cm, CM)
+        assert cm.dtype == np.int64
+
+    def test_accepts_tensors(self):
+        cm = confusion_matrix(torch.tensor(PRED), torch.tensor(GT), 4)
+        np.testing.assert_array_equal(cm, CM)
+
+    def test_label_out_of_range(self):
+        with pytest.raises(ValueError, match=r'gt_label.*\[0, 3\).*num_clas'):
+            confusion_matrix([0, 1], [0, 3], 3)
+
+    def test_length_mismatch(self):
+        with pytest.raises(ValueError, match='3 items but gt_label has 2'):
+            confusion_matrix([0, 1, 1], [0, 1], 2)
+
+
+class TestClassificationReport:
+
+    def test_hand_computed(self):
+        report = classification_report(CM)
+        assert report['top1'] == pytest.approx(5 / 8 * 100)
+        np.testing.assert_allclose(report['precision'],
+                                   [200 / 3, 200 / 3, 100, 0])
+        np.testing.assert_allclose(report['recall'], [200 / 3, 200 / 3, 50, 0])
+        np.testing.assert_allclose(report['f1-score'],
+                                   [200 / 3, 200 / 3, 200 / 3, 0])
+        np.testing.assert_array_equal(report['support'], [3, 3, 2, 0])
+        # macro averages over the classes with samples (0, 1, 2)
+        assert report['mean_class_acc'] == pytest.approx(
+            (200 / 3 + 200 / 3 + 50) / 3)
+        assert report['macro_precision'] == pytest.approx(
+            (200 / 3 + 200 / 3 + 100) / 3)
+        assert report['macro_f1'] == pytest.approx(200 / 3)
+
+    def test_undefined_ratios_are_zero_without_warnings(self):
+        # class 1 has a sample but is never predicted, class 2 neither
+        cm = confusion_matrix([0, 0], [0, 1], 3)
+        with warnings.catch_warnings(), np.errstate(all='raise'):
+            warnings.simplefilter('error')
+            scores = per_class_scores(cm)
+            report = classification_report(cm)
+        np.testing.assert_allclose(scores['precision'], [50, 0, 0])
+        np.testing.assert_allclose(scores['recall'], [100, 0, 0])
+        np.testing.assert_allclose(scores['f1-score'], [200 / 3, 0, 0])
+        assert not np.isnan(scores['f1-score']).any()
+        assert report['mean_class_acc'] == pytest.approx(50)
+
+    def test_empty_matrix(self):
+        report = classification_report(np.zeros((2, 2), np.int64))
+        assert report['top1'] == 0 and report['mean_class_acc'] == 0
