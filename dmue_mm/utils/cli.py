@@ -33,9 +33,9 @@ def cli_entry(main: Callable[[], Any]) -> Callable[[], Any]:
     """
 
     @functools.wraps(main)
-    def wrapper():
+    def wrapper(*args, **kwargs):
         try:
-            return main()
+            return main(*args, **kwargs)
         except (DMUEError, FileNotFoundError) as exc:
             if os.environ.get('DMUE_DEBUG'):
                 raise
