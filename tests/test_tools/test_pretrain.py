@@ -109,9 +109,21 @@ class TestPretrainRecipes:
             work_dir / 'epoch_1.pth', map_location='cpu', weights_only=False)
         state = ckpt['state_dict']
         assert state['head.norm_product.weight'].shape == (NUM_IDS, 512)
-        # the backbone part loads strictly into the face backbone
-        backbone = MODELS.build(dict(type='FaceResNet', depth=18))
-        backbone.load_state_dict({
+        # the way the DMUE configs use it: the backbone's init_cfg
+        backbone = MODELS.build(
+            dict(
+                type='FaceResNet',
+                depth=18,
+                init_cfg=dict(
+                    type='Pretrained',
+                    checkpoint=str(work_dir / 'epoch_1.pth'),
+                    prefix='backbone.')))
+        backbone.init_weights()
+        loaded = backbone.state_dict()
+        expected = {
             k[len('backbone.'):]: v
             for k, v in state.items() if k.startswith('backbone.')
-        })
+        }
+        assert set(loaded) == set(expected)
+        for key, value in expected.items():
+            torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
