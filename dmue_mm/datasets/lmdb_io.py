@@ -32,6 +32,7 @@ from dmue_mm.utils.errors import DataError
 
 __all__ = [
     'FORMAT_NAME', 'FORMAT_VERSION', 'META_KEY', 'ImageDecodeError',
+    'MissingKeyError',
     'LMDBWriter', 'LMDBReader', 'open_lmdb', 'read_lmdb_metadata',
     'decode_image', 'encode_image', 'image_key', 'normalize_classes'
 ]
@@ -48,6 +49,10 @@ _IMAGE_FORMATS = {'png': '.png', 'jpeg': '.jpg'}
 
 class ImageDecodeError(DataError):
     """An image that does not decode (a packer reports it and goes on)."""
+
+
+class MissingKeyError(DataError):
+    """A key that an LMDB lacks although its metadata or list names it."""
 
 
 def image_key(split: str, key: str) -> bytes:
@@ -99,7 +104,7 @@ def decode_image(buf: bytes, source: str = 'image') -> np.ndarray:
     if img is None:
         raise ImageDecodeError(
             f'{source}: {len(buf or b"")} bytes that do not decode as an '
-            'image; re-pack it from a readable source image')
+            'image: the data is corrupt; re-create it from a readable source')
     return img
 
 
@@ -254,7 +259,8 @@ class LMDBReader:
         """Return the value of ``key``.
 
         Raises:
-            DataError: If the key is missing or the LMDB cannot be read.
+            MissingKeyError: If the key is missing.
+            DataError: If the LMDB cannot be read.
         """
         try:
             with self._environment().begin(buffers=False) as txn:
@@ -264,9 +270,10 @@ class LMDBReader:
                             f'({exc}); the file is corrupted, re-pack it'
                             ) from exc
         if value is None:
-            raise DataError(f'LMDB {self.path!r} has no key {key!r}: the LMDB '
-                            'does not match its metadata/list file; re-pack '
-                            'it or fix the list file')
+            raise MissingKeyError(
+                f'LMDB {self.path!r} has no key {key!r}: the LMDB does not '
+                'match its metadata/list file; re-pack it or fix the list '
+                'file')
         return value
 
     def close(self) -> None:
@@ -387,10 +394,10 @@ class LMDBWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
+        if exc_type is not None:
             self.abort()
+        elif not self._closed:
+            self.close()
 
     def __len__(self) -> int:
         """Number of images written so far (resumed ones included)."""

@@ -16,12 +16,13 @@ import numpy as np
 from mmpretrain.registry import DATASETS
 
 from dmue_mm.utils.errors import DataError
+from .label_files import read_label_lines
 from .lmdb_dataset import LMDBImageDataset
 from .lmdb_io import ImageDecodeError
 
 __all__ = [
     'OriginalEntry', 'parse_original_list', 'check_original_labels',
-    'original_classes', 'decode_raw', 'OriginalLMDBDataset'
+    'original_classes', 'raw_rgb', 'decode_raw', 'OriginalLMDBDataset'
 ]
 
 
@@ -41,32 +42,21 @@ def parse_original_list(path: str) -> List[OriginalEntry]:
         path (str): The list file (``lb2.txt`` of the original code).
 
     Returns:
-        list[OriginalEntry]: Every entry, in file order. Empty lines and
-        lines starting with ``#`` are skipped.
+        list[OriginalEntry]: Every entry, in file order.
 
     Raises:
         DataError: Missing file, or a malformed line (naming file and line).
     """
-    try:
-        with open(path, encoding='utf-8') as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError as exc:
-        raise DataError(f'list file {path!r} not found: give the original '
-                        'label file (lines "<split>_<path> <label>")') from exc
+    expected = '<split>_<path> <label>'
     entries = []
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith('#'):
-            continue
-        parts = text.rsplit(None, 1)
-        split, sep, relpath = parts[0].partition('_')
-        if (len(parts) != 2 or not parts[1].lstrip('-').isdigit() or not sep
-                or not split or not relpath):
-            raise DataError(f'{path}:{number}: expected "<split>_<path> '
-                            f'<label>" with an integer label, got {text!r}; '
-                            'fix the line')
+    for line in read_label_lines(path, expected):
+        split, sep, relpath = line.name.partition('_')
+        if not (split and sep and relpath):
+            raise DataError(f'{path}:{line.line}: expected "{expected}", got '
+                            f'the key {line.name!r} without a "<split>_" '
+                            'prefix; fix the line')
         entries.append(
-            OriginalEntry(split, relpath, int(parts[1]), parts[0], number))
+            OriginalEntry(split, relpath, line.label, line.name, line.line))
     return entries
 
 
@@ -150,14 +140,23 @@ class OriginalLMDBDataset(LMDBImageDataset):
                           f'{self.lmdb_path}::{data_info["lmdb_key"]!r}')
 
 
-def decode_raw(buf: bytes, shape: Tuple[int, int, int],
-               source: str) -> np.ndarray:
-    """Raw HWC RGB bytes of the original format to a BGR uint8 array."""
+def raw_rgb(buf: bytes, shape: Tuple[int, int, int],
+            source: str) -> np.ndarray:
+    """View raw HWC RGB bytes of the original format as an array.
+
+    Raises:
+        ImageDecodeError: If the value does not have the expected size.
+    """
     expected = int(np.prod(shape))
     if len(buf) != expected:
         raise ImageDecodeError(
             f'{source}: {len(buf)} bytes, but a raw {shape} RGB image has '
             f'{expected}; set image_shape to the stored shape, or re-create '
             'the LMDB')
-    return np.ascontiguousarray(
-        np.frombuffer(buf, np.uint8).reshape(shape)[..., ::-1])
+    return np.frombuffer(buf, np.uint8).reshape(shape)
+
+
+def decode_raw(buf: bytes, shape: Tuple[int, int, int],
+               source: str) -> np.ndarray:
+    """Raw HWC RGB bytes of the original format to a BGR uint8 array."""
+    return np.ascontiguousarray(raw_rgb(buf, shape, source)[..., ::-1])

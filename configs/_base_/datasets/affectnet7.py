@@ -1,0 +1,10 @@
+# AffectNet-7 (manually annotated, no Contempt), packed with: tools/pack_lmdb.py affectnet --classes 7
+_base_ = ['./expression_lmdb.py']
+dataset_type = 'AffectNet7'
+data_root = 'data/affectnet7/affectnet7.lmdb'
+num_classes = 7
+
+data_preprocessor = dict(num_classes=num_classes)
+train_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
+val_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
+test_dataloader = val_dataloader
