@@ -105,6 +105,17 @@ def dmue_param_counts(backbone, dim: int, bnneck: bool):
     return target, multi
 
 
+def forward_with_stem(net, x):
+    """Backbone outputs and the stem output (the input of ``layer1``)."""
+    stem = []
+    handle = net.layer1.register_forward_pre_hook(
+        lambda module, args: stem.append(args[0]))
+    with torch.no_grad():
+        outs = net(x)
+    handle.remove()
+    return stem[0], outs
+
+
 @pytest.fixture(scope='module')
 def backbones():
     return {arch: MODELS.build(cfg) for arch, cfg in BACKBONE_CFG.items()}
@@ -174,12 +185,8 @@ class TestFaceResNet:
     def test_shapes_224(self):
         net = MODELS.build(
             dict(type='FaceResNet', depth=18, out_indices=(0, 1, 2, 3)))
-        stem = {}
-        net.layer1.register_forward_pre_hook(
-            lambda m, args: stem.setdefault('out', args[0]))
-        with torch.no_grad():
-            outs = net(torch.rand(1, 3, 224, 224))
-        assert stem['out'].shape == (1, 64, 56, 56)
+        stem, outs = forward_with_stem(net, torch.rand(1, 3, 224, 224))
+        assert stem.shape == (1, 64, 56, 56)
         assert [o.shape[1:] for o in outs] == [(64, 56, 56), (128, 28, 28),
                                                (256, 14, 14), (512, 7, 7)]
 
@@ -192,19 +199,16 @@ class TestFaceResNet:
         bn.running_var.uniform_(0.5, 2.0)
         bn.weight.data.normal_()
         bn.bias.data.normal_()
-        stem = {}
-        net.layer1.register_forward_pre_hook(
-            lambda m, args: stem.setdefault('out', args[0]))
         x = torch.randn(2, 3, 64, 64)
+        stem, _ = forward_with_stem(net, x)
         with torch.no_grad():
-            net(x)
             ref = F.conv2d(x, net.conv1.weight, stride=2, padding=3)
             ref = F.batch_norm(ref, bn.running_mean, bn.running_var,
                                bn.weight, bn.bias, False, 0.0, bn.eps)
             ref = F.max_pool2d(ref, kernel_size=2, stride=2)
-        torch.testing.assert_close(stem['out'], ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(stem, ref, rtol=1e-5, atol=1e-5)
         # no ReLU: negative BN outputs survive the max-pool
-        assert (stem['out'] < 0).float().mean() > 0.1
+        assert (stem < 0).float().mean() > 0.1
 
     def test_weights_load_into_mmpretrain_resnet(self):
         face = MODELS.build(dict(type='FaceResNet', depth=18))
@@ -235,12 +239,8 @@ class TestResNetIBN:
     def test_shapes_224_and_ibn_layout(self):
         net = MODELS.build(
             dict(type='ResNetIBN', depth=50, out_indices=(0, 1, 2, 3)))
-        stem = {}
-        net.layer1.register_forward_pre_hook(
-            lambda m, args: stem.setdefault('out', args[0]))
-        with torch.no_grad():
-            outs = net(torch.rand(1, 3, 224, 224))
-        assert stem['out'].shape == (1, 64, 56, 56)
+        stem, outs = forward_with_stem(net, torch.rand(1, 3, 224, 224))
+        assert stem.shape == (1, 64, 56, 56)
         assert outs[2].shape[1:] == (1024, 14, 14)
         assert outs[3].shape[1:] == (2048, 7, 7)
         for stage, planes in zip((1, 2, 3), (64, 128, 256)):

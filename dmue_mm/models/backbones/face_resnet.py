@@ -12,6 +12,8 @@ import torch.nn as nn
 from mmpretrain.models.backbones import ResNet
 from mmpretrain.registry import MODELS
 
+from .arg_checks import check_resnet_variant_args
+
 __all__ = ['FaceResNet']
 
 
@@ -38,6 +40,8 @@ class FaceResNet(ResNet):
     Example:
         >>> import torch
         >>> from mmpretrain.registry import MODELS
+
+from .arg_checks import check_resnet_variant_args
         >>> net = MODELS.build(dict(type='FaceResNet', depth=18))
         >>> [tuple(o.shape) for o in net(torch.rand(1, 3, 224, 224))]
         [(1, 512, 7, 7)]
@@ -49,15 +53,10 @@ class FaceResNet(ResNet):
     }
 
     def __init__(self, depth: int = 18, stem_relu: bool = False, **kwargs):
-        if depth not in self.arch_settings:
-            raise ValueError(
-                f'FaceResNet: depth={depth!r} is not supported; use one of '
-                f'{sorted(self.arch_settings)} (for Bottleneck depths use '
-                "type='ResNet' or type='ResNetIBN')")
-        if kwargs.get('deep_stem', False):
-            raise ValueError(
-                'FaceResNet: deep_stem=True replaces the face stem that this '
-                "backbone exists for; use type='ResNet' instead")
+        # deep_stem would replace the face stem this backbone exists for
+        check_resnet_variant_args(
+            'FaceResNet', depth, self.arch_settings, kwargs, ('deep_stem', ),
+            " (for Bottleneck depths use type='ResNet' or 'ResNetIBN')")
         self.stem_relu = stem_relu
         super().__init__(depth=depth, **kwargs)
 

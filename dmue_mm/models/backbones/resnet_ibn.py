@@ -15,6 +15,8 @@ from mmpretrain.models.backbones import ResNet
 from mmpretrain.models.backbones.resnet import Bottleneck, ResLayer
 from mmpretrain.registry import MODELS
 
+from .arg_checks import check_resnet_variant_args
+
 __all__ = ['IBN', 'IBNBottleneck', 'ResNetIBN']
 
 
@@ -98,6 +100,8 @@ class ResNetIBN(ResNet):
     Example:
         >>> import torch
         >>> from mmpretrain.registry import MODELS
+
+from .arg_checks import check_resnet_variant_args
         >>> net = MODELS.build(dict(type='ResNetIBN', depth=50))
         >>> [tuple(o.shape) for o in net(torch.rand(1, 3, 224, 224))]
         [(1, 2048, 7, 7)]
@@ -112,14 +116,8 @@ class ResNetIBN(ResNet):
                  depth: int = 50,
                  ibn_stages: Sequence[bool] = (True, True, True, False),
                  **kwargs):
-        if depth not in self.arch_settings:
-            raise ValueError(
-                f'ResNetIBN: depth={depth!r} is not supported; use one of '
-                f'{sorted(self.arch_settings)}')
-        for key in ('deep_stem', 'expansion'):
-            if kwargs.get(key):
-                raise ValueError(f'ResNetIBN: {key} is not supported; remove '
-                                 'it from the backbone config')
+        check_resnet_variant_args('ResNetIBN', depth, self.arch_settings,
+                                  kwargs, ('deep_stem', 'expansion'))
         if len(ibn_stages) != 4:
             raise ValueError('ResNetIBN: ibn_stages needs one flag per stage '
                              f'(4), got {tuple(ibn_stages)}')
