@@ -180,15 +180,21 @@ class TestParameterCounts:
         assert round(target_no_neck / 1e6, 2) == 23.52
 
 
-class TestFaceResNet:
+class TestShapes:
 
-    def test_shapes_224(self):
-        net = MODELS.build(
-            dict(type='FaceResNet', depth=18, out_indices=(0, 1, 2, 3)))
+    @pytest.mark.parametrize('arch,channels', [('r18', (64, 128, 256, 512)),
+                                               ('r50ibn',
+                                                (256, 512, 1024, 2048))])
+    def test_shapes_224(self, arch, channels):
+        net = MODELS.build(dict(BACKBONE_CFG[arch], out_indices=(0, 1, 2, 3)))
         stem, outs = forward_with_stem(net, torch.rand(1, 3, 224, 224))
         assert stem.shape == (1, 64, 56, 56)
-        assert [o.shape[1:] for o in outs] == [(64, 56, 56), (128, 28, 28),
-                                               (256, 14, 14), (512, 7, 7)]
+        assert [tuple(o.shape[1:]) for o in outs] == [
+            (c, 56 // 2**i, 56 // 2**i) for i, c in enumerate(channels)
+        ]
+
+
+class TestFaceResNet:
 
     def test_stem_matches_reference_without_relu(self):
         torch.manual_seed(0)
@@ -236,13 +242,8 @@ class TestFaceResNet:
 
 class TestResNetIBN:
 
-    def test_shapes_224_and_ibn_layout(self):
-        net = MODELS.build(
-            dict(type='ResNetIBN', depth=50, out_indices=(0, 1, 2, 3)))
-        stem, outs = forward_with_stem(net, torch.rand(1, 3, 224, 224))
-        assert stem.shape == (1, 64, 56, 56)
-        assert outs[2].shape[1:] == (1024, 14, 14)
-        assert outs[3].shape[1:] == (2048, 7, 7)
+    def test_ibn_layout(self, backbones):
+        net = backbones['r50ibn']
         for stage, planes in zip((1, 2, 3), (64, 128, 256)):
             for block in getattr(net, f'layer{stage}'):
                 assert isinstance(block.bn1, IBN)

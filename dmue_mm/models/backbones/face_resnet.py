@@ -39,9 +39,8 @@ class FaceResNet(ResNet):
 
     Example:
         >>> import torch
+        >>> import dmue_mm  # registers the backbone
         >>> from mmpretrain.registry import MODELS
-
-from .arg_checks import check_resnet_variant_args
         >>> net = MODELS.build(dict(type='FaceResNet', depth=18))
         >>> [tuple(o.shape) for o in net(torch.rand(1, 3, 224, 224))]
         [(1, 512, 7, 7)]

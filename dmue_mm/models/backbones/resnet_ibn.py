@@ -99,9 +99,8 @@ class ResNetIBN(ResNet):
 
     Example:
         >>> import torch
+        >>> import dmue_mm  # registers the backbone
         >>> from mmpretrain.registry import MODELS
-
-from .arg_checks import check_resnet_variant_args
         >>> net = MODELS.build(dict(type='ResNetIBN', depth=50))
         >>> [tuple(o.shape) for o in net(torch.rand(1, 3, 224, 224))]
         [(1, 2048, 7, 7)]
