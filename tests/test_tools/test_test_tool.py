@@ -1,0 +1,150 @@
+"""tools/test.py on the cross-entropy baseline (issue 7, evaluation part):
+expression metrics, confusion-matrix PNG, JSON/pickle outputs and flip TTA."""
+import importlib.util
+import json
+import os.path as osp
+import pickle
+from glob import glob
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import (BASELINE_CFG, CLASSES, TOOLS, data_root_options,
+                      run_tool)
+
+TRAIN = osp.join(TOOLS, 'train.py')
+TEST = osp.join(TOOLS, 'test.py')
+NUM_VAL = 4 * len(CLASSES)  # the image_folder fixture: 4 val images a class
+
+
+def load_test_tool():
+    """Import tools/test.py as a module (it is not a package)."""
+    spec = importlib.util.spec_from_file_location('dmue_test_tool', TEST)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory, image_folder):
+    """A 1-epoch baseline checkpoint."""
+    work_dir = str(tmp_path_factory.mktemp('ce_1epoch'))
+    run_tool([
+        TRAIN, BASELINE_CFG, '--work-dir', work_dir, '--no-validate',
+        '--cfg-options', 'train_cfg.max_epochs=1', *data_root_options(
+            image_folder, ('train_dataloader', 'test_dataloader'))
+    ], timeout=300)
+    return osp.join(work_dir, 'epoch_1.pth')
+
+
+def tool_args(checkpoint, image_folder, work_dir, *extra):
+    return [
+        TEST, BASELINE_CFG, checkpoint, '--work-dir',
+        str(work_dir), *extra, '--cfg-options',
+        *data_root_options(image_folder, ('test_dataloader', ))
+    ]
+
+
+class TestTestTool:
+
+    def test_tta_metrics_json_and_png(self, checkpoint, image_folder,
+                                      tmp_path):
+        out, png = tmp_path / 'x.json', tmp_path / 'cm' / 'cm.png'
+        result = run_tool(
+            tool_args(checkpoint, image_folder, tmp_path / 'w', '--tta',
+                      '--out', out, '--cm-png', png),
+            timeout=240)
+        log = result.stdout + result.stderr
+        assert 'AverageClsScoreTTA' in log
+        metrics = json.loads(out.read_text())
+        cm = metrics['expression/confusion_matrix']
+        assert sum(map(sum, cm)) == NUM_VAL
+        assert [sum(row) for row in cm] == [4] * len(CLASSES)
+        assert metrics['expression/classes'] == list(CLASSES)
+        # the config's Accuracy stays; both count the same predictions
+        assert metrics['expression/top1'] == pytest.approx(
+            metrics['accuracy/top1'])
+        assert metrics['expression/top1'] == pytest.approx(
+            100 * sum(cm[i][i] for i in range(len(CLASSES))) / NUM_VAL)
+        assert metrics['expression/support_classwise'] == [4] * len(CLASSES)
+        for key in ('mean_class_acc', 'macro_f1', 'nll', 'ece',
+                    'temperature', 'nll_ts', 'ece_ts'):
+            assert f'expression/{key}' in metrics
+        assert metrics['expression/nll'] > 0
+        # the printed table names every class, the PNG was written
+        assert 'true \\ predicted' in log
+        for name in CLASSES:
+            assert name in log
+        with Image.open(png) as image:
+            assert image.format == 'PNG' and image.size[0] > 500
+
+    def test_pickle_predictions_and_default_png(self, checkpoint,
+                                                image_folder, tmp_path):
+        out, work_dir = tmp_path / 'preds.pkl', tmp_path / 'w'
+        run_tool(
+            tool_args(checkpoint, image_folder, work_dir, '--out', out),
+            timeout=240)
+        with open(out, 'rb') as f:
+            preds = pickle.load(f)
+        assert len(preds) == NUM_VAL
+        assert preds[0]['pred_score'].shape == (len(CLASSES), )
+        assert glob(osp.join(work_dir, '*', 'confusion_matrix.png'))
+
+    @pytest.mark.parametrize('extra, fragment', [
+        (('--out', 'm.txt'), '.pkl'),
+        (('--out-item', 'pred'), '--out-item needs --out'),
+        (('--cm-png', 'cm.png', '--plain-evaluator'), '--cm-png needs'),
+    ])
+    def test_one_line_errors(self, checkpoint, image_folder, tmp_path,
+                             monkeypatch, capsys, extra, fragment):
+        """In process (cheaper than a subprocess): exit 2, one line."""
+        tool = load_test_tool()
+        monkeypatch.setattr('sys.argv', [
+            str(a) for a in tool_args(checkpoint, image_folder, tmp_path, *
+                                      extra)
+        ])
+        with pytest.raises(SystemExit) as exc:
+            tool.main()
+        assert exc.value.code == 2
+        errors = [l for l in capsys.readouterr().err.splitlines()
+                  if l.startswith('error:')]
+        assert len(errors) == 1 and fragment in errors[0]
+
+
+class TestFlipTTA:
+
+    def test_average_of_image_and_flip(self, checkpoint, image_folder):
+        """--tta averages the softmax scores of the image and its mirror."""
+        from mmengine.dataset import pseudo_collate
+        from mmengine.registry import init_default_scope
+
+        from mmpretrain.registry import DATASETS, MODELS
+
+        tool = load_test_tool()
+        args = tool.parse_args([
+            BASELINE_CFG, checkpoint, '--tta', '--cfg-options',
+            *data_root_options(image_folder, ('test_dataloader', ))
+        ])
+        cfg = tool.merge_args(tool.load_config(BASELINE_CFG), args)
+        init_default_scope('mmpretrain')
+        assert cfg.model.type == 'mmpretrain.AverageClsScoreTTA'
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model).eval()
+        dataset = DATASETS.build(cfg.test_dataloader.dataset)
+        item = dataset[0]
+        views = item['inputs']
+        assert len(views) == 2
+        torch.testing.assert_close(views[0], views[1].flip(-1))
+
+        with torch.no_grad():
+            merged = model.test_step(pseudo_collate([item]))[0]
+            single = [
+                model.module.test_step(
+                    dict(inputs=[view], data_samples=[sample]))[0].pred_score
+                for view, sample in zip(views, item['data_samples'])
+            ]
+        torch.testing.assert_close(merged.pred_score,
+                                   (single[0] + single[1]) / 2)
+        assert not torch.allclose(single[0], single[1])
+        assert merged.gt_label.item() == item['data_samples'][0].gt_label
