@@ -16,7 +16,8 @@ mean class accuracy, per-class precision/recall/F1, the confusion matrix
 
 Example::
 
-    python tools/test.py configs/dmue/res18_rafdb.py work_dirs/res18_rafdb/epoch_36.pth --tta --out metrics.json
+    python tools/test.py configs/dmue/res18_rafdb.py \
+        work_dirs/res18_rafdb/epoch_36.pth --tta --out metrics.json
 """
 import argparse
 import os.path as osp
@@ -85,7 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def flip_tta(cfg) -> None:
-    """Wrap the model in flip test-time augmentation unless the config has one."""
+    """Wrap the model in flip test-time augmentation (unless configured)."""
     if 'tta_model' not in cfg:
         cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
     if 'tta_pipeline' not in cfg:

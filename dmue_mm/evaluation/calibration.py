@@ -45,8 +45,8 @@ def _as_labels(gt_label: ArrayLike, num_samples: int) -> torch.Tensor:
     return labels
 
 
-def log_probabilities(pred_score: ArrayLike, atol: float = 1e-2
-                      ) -> torch.Tensor:
+def log_probabilities(pred_score: ArrayLike,
+                      atol: float = 1e-2) -> torch.Tensor:
     """Validate probabilities and return their normalised logarithm.
 
     Args:
@@ -116,17 +116,16 @@ def calibration_bins(prob: ArrayLike,
     index = (torch.ceil(confidence * num_bins).long() - 1).clamp(
         0, num_bins - 1)
     count = torch.bincount(index, minlength=num_bins)
-    sums = {
-        name: torch.zeros(num_bins, dtype=torch.float64).index_add_(
-            0, index, values)
-        for name, values in (('accuracy', correct), ('confidence',
-                                                      confidence))
-    }
     denom = count.clamp_min(1).to(torch.float64)
+
+    def bin_mean(values: torch.Tensor) -> np.ndarray:
+        sums = torch.zeros(num_bins, dtype=torch.float64)
+        return (sums.index_add_(0, index, values) / denom).numpy()
+
     return {
         'count': count.numpy(),
-        'accuracy': (sums['accuracy'] / denom).numpy(),
-        'confidence': (sums['confidence'] / denom).numpy(),
+        'accuracy': bin_mean(correct),
+        'confidence': bin_mean(confidence),
     }
 
 
@@ -154,8 +153,7 @@ def expected_calibration_error(prob: ArrayLike,
     return float((bins['count'] * gap).sum() / total * 100)
 
 
-def scale_temperature(log_p: torch.Tensor, temperature: float
-                      ) -> torch.Tensor:
+def scale_temperature(log_p: torch.Tensor, temperature: float) -> torch.Tensor:
     """Return ``log softmax(log_p / T)``."""
     if not temperature > 0:
         raise ValueError(f'temperature must be > 0, got {temperature}')
@@ -287,6 +285,6 @@ def kl_divergence(target: torch.Tensor, log_p: torch.Tensor) -> float:
         target (torch.Tensor): (N, C) vote distributions (rows sum to 1).
         log_p (torch.Tensor): (N, C) predicted log-probabilities.
     """
-    log_v = torch.where(target > 0, target.clamp_min(TINY).log(),
-                        torch.zeros_like(target))
+    log_v = torch.where(target > 0,
+                        target.clamp_min(TINY).log(), torch.zeros_like(target))
     return float((target * (log_v - log_p)).sum(dim=1).mean())

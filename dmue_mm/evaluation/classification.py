@@ -60,11 +60,12 @@ def confusion_matrix(pred_label: ArrayLike, gt_label: ArrayLike,
         raise ValueError(f'pred_label has {pred.size} items but gt_label '
                          f'has {gt.size}')
     for name, labels in (('pred_label', pred), ('gt_label', gt)):
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        if bad.size:
             raise ValueError(
                 f'{name} holds labels outside [0, {num_classes}): '
-                f'{sorted(set(labels[(labels < 0) | (labels >= num_classes)]))}'
-                '; check num_classes and the dataset labels')
+                f'{sorted(set(bad.tolist()))}; check num_classes and the '
+                'dataset labels')
     return np.bincount(
         gt * num_classes + pred,
         minlength=num_classes * num_classes).reshape(num_classes, num_classes)

@@ -129,18 +129,18 @@ class ExpressionMetric(BaseMetric):
             print_log(
                 f'ExpressionMetric: the dataset meta has {len(classes)} '
                 f'classes but the scores have {num_classes}; using indices',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
         return [str(i) for i in range(num_classes)]
 
-    def _probability_scores(self, log_p: torch.Tensor, gt_label: torch.Tensor,
+    def _probability_scores(self,
+                            log_p: torch.Tensor,
+                            gt_label: torch.Tensor,
                             votes: Optional[torch.Tensor],
                             suffix: str = '') -> Dict[str, float]:
         """NLL, ECE and (with votes) soft NLL and KL of ``log_p``."""
-        scores = {
-            'nll': nll(log_p, gt_label),
-            'ece': expected_calibration_error(log_p.exp(), gt_label,
-                                              self.num_bins),
-        }
+        ece = expected_calibration_error(log_p.exp(), gt_label, self.num_bins)
+        scores = {'nll': nll(log_p, gt_label), 'ece': ece}
         if votes is not None:
             scores['soft_nll'] = soft_nll(votes, log_p)
             scores['kl'] = kl_divergence(votes, log_p)
@@ -150,13 +150,13 @@ class ExpressionMetric(BaseMetric):
                     fold: np.ndarray) -> Optional[tuple]:
         """The temperature to report and the scaled log-probabilities."""
         if self.temperature is not None:
-            return self.temperature, scale_temperature(log_p,
-                                                       self.temperature)
+            return self.temperature, scale_temperature(log_p, self.temperature)
         if len(set(fold.tolist())) < 2:
             print_log(
                 'ExpressionMetric: temperature scaling needs at least 2 '
                 'samples (one per cross-fitting half); skipped',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
             return None
         scaled, _ = crossfit_temperature(log_p, gt_label, fold)
         return fit_temperature(log_p, gt_label), scaled
@@ -215,6 +215,7 @@ class ExpressionMetric(BaseMetric):
             print_log('\n' + format_report(metrics, classes), logger='current')
         if self.confusion_png:
             save_confusion_matrix_png(cm, classes, self.confusion_png)
-            print_log(f'confusion matrix saved to {self.confusion_png}',
-                      logger='current')
+            print_log(
+                f'confusion matrix saved to {self.confusion_png}',
+                logger='current')
         return metrics

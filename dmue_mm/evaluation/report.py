@@ -58,12 +58,12 @@ def format_report(report: Mapping[str, Any], classes: Sequence[str]) -> str:
         ['metric', 'value'],
         [[label, format(report[key], fmt)]
          for key, label, fmt in SUMMARY_ITEMS if key in report])
-    per_class = [[
-        name, f'{p:.2f}', f'{r:.2f}', f'{f:.2f}', str(s)
-    ] for name, p, r, f, s in zip(classes, report['precision_classwise'],
-                                  report['recall_classwise'],
-                                  report['f1-score_classwise'],
-                                  report['support_classwise'])]
+    columns = zip(*(report[f'{key}_classwise']
+                    for key in ('precision', 'recall', 'f1-score')))
+    per_class = []
+    for name, values, support in zip(classes, columns,
+                                     report['support_classwise']):
+        per_class.append([name, *(f'{v:.2f}' for v in values), str(support)])
     per_class.append([
         'macro (classes with samples)', f'{report["macro_precision"]:.2f}',
         f'{report["mean_class_acc"]:.2f}', f'{report["macro_f1"]:.2f}',
@@ -71,11 +71,10 @@ def format_report(report: Mapping[str, Any], classes: Sequence[str]) -> str:
     ])
     scores = format_table(
         ['class', 'precision', 'recall', 'f1-score', 'support'], per_class)
-    matrix = format_table(
-        ['true \\ predicted', *classes],
-        [[name, *map(str, row)]
-         for name, row in zip(classes, np.asarray(
-             report['confusion_matrix']).tolist())])
+    rows = np.asarray(report['confusion_matrix']).tolist()
+    matrix = format_table(['true \\ predicted', *classes],
+                          [[name, *map(str, row)]
+                           for name, row in zip(classes, rows)])
     return '\n\n'.join([
         summary, 'Per-class scores (%)\n' + scores,
         'Confusion matrix (rows: true class, columns: prediction)\n' + matrix

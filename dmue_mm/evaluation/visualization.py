@@ -27,9 +27,14 @@ def _draw_matrix(fig: Figure, ax, values: np.ndarray, classes: Sequence[str],
     ax.set_title(title)
     threshold = (vmax if vmax is not None else values.max()) / 2
     for (row, col), value in np.ndenumerate(values):
-        ax.text(col, row, format(value, fmt), ha='center', va='center',
-                fontsize=8,
-                color='white' if value > threshold else 'black')
+        ax.text(
+            col,
+            row,
+            format(value, fmt),
+            ha='center',
+            va='center',
+            fontsize=8,
+            color='white' if value > threshold else 'black')
 
 
 def plot_confusion_matrix(cm: np.ndarray,

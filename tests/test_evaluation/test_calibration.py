@@ -23,8 +23,8 @@ class TestLogProbabilities:
     def test_round_trip(self):
         log_p = log_probabilities(PROB)
         assert log_p.dtype == torch.float64
-        torch.testing.assert_close(log_p.exp(), PROB.double(), atol=1e-7,
-                                   rtol=0)
+        torch.testing.assert_close(
+            log_p.exp(), PROB.double(), atol=1e-7, rtol=0)
 
     def test_zero_probability_is_finite(self):
         log_p = log_probabilities([[1.0, 0.0]])
@@ -66,8 +66,7 @@ class TestNllEce:
             calibration_bins(PROB, LABEL, 0)
 
 
-def calibrated_then_sharpened(true_temperature, num=20000, classes=5,
-                              seed=0):
+def calibrated_then_sharpened(true_temperature, num=20000, classes=5, seed=0):
     """Labels drawn from softmax(z): a calibrated model. Its scores are then
     sharpened to softmax(z * T*), so the temperature that undoes it is T*."""
     gen = torch.Generator().manual_seed(seed)
@@ -103,8 +102,8 @@ class TestTemperatureScaling:
         fitted = fit_temperature(log_p, labels)
         best = nll(scale_temperature(log_p, fitted), labels)
         for factor in (0.99, 1.01):
-            assert best <= nll(scale_temperature(log_p, fitted * factor),
-                               labels)
+            assert best <= nll(
+                scale_temperature(log_p, fitted * factor), labels)
 
     def test_perfect_predictions_hit_lower_bound(self):
         fitted = fit_temperature(
@@ -137,11 +136,12 @@ class TestVoteDistributions:
     def test_normalise(self):
         dist = normalise_distribution(self.VOTES, 3)
         torch.testing.assert_close(
-            dist, torch.tensor([[0.75, 0.25, 0.0], [0.0, 0.0, 1.0]],
-                               dtype=torch.float64))
+            dist,
+            torch.tensor([[0.75, 0.25, 0.0], [0.0, 0.0, 1.0]],
+                         dtype=torch.float64))
 
-    @pytest.mark.parametrize('votes', [[[1.0, -1.0, 1.0]], [[0.0, 0.0, 0.0]],
-                                       [[1.0, 1.0]]])
+    @pytest.mark.parametrize(
+        'votes', [[[1.0, -1.0, 1.0]], [[0.0, 0.0, 0.0]], [[1.0, 1.0]]])
     def test_normalise_rejects(self, votes):
         with pytest.raises(ValueError, match='gt_score'):
             normalise_distribution(votes, 3)
@@ -149,16 +149,17 @@ class TestVoteDistributions:
     def test_soft_nll_and_kl_hand_values(self):
         dist = normalise_distribution(self.VOTES)
         log_p = log_probabilities(self.PRED)
-        expected_soft = -((0.75 * math.log(0.5) + 0.25 * math.log(0.25)) +
-                          math.log(0.5)) / 2
+        expected_soft = -(
+            (0.75 * math.log(0.5) + 0.25 * math.log(0.25)) + math.log(0.5)) / 2
         expected_kl = ((0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(1.0)) +
                        math.log(1 / 0.5)) / 2
         assert soft_nll(dist, log_p) == pytest.approx(expected_soft)
         assert kl_divergence(dist, log_p) == pytest.approx(expected_kl)
         # soft NLL = KL + entropy of the votes
         entropy = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) / 2
-        assert soft_nll(dist, log_p) == pytest.approx(
-            kl_divergence(dist, log_p) + entropy)
+        assert soft_nll(
+            dist,
+            log_p) == pytest.approx(kl_divergence(dist, log_p) + entropy)
 
     def test_kl_zero_for_matching_prediction(self):
         dist = normalise_distribution(self.VOTES)

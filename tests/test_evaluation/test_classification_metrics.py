@@ -11,10 +11,7 @@ from dmue_mm.evaluation import (classification_report, confusion_matrix,
 # 4 classes; class 3 has no sample but one (wrong) prediction.
 GT = [0, 0, 0, 1, 1, 1, 2, 2]
 PRED = [0, 0, 1, 1, 1, 3, 2, 0]
-CM = np.array([[2, 1, 0, 0],
-               [0, 2, 0, 1],
-               [1, 0, 1, 0],
-               [0, 0, 0, 0]])
+CM = np.array([[2, 1, 0, 0], [0, 2, 0, 1], [1, 0, 1, 0], [0, 0, 0, 0]])
 
 
 class TestConfusionMatrix:

@@ -49,9 +49,8 @@ class TestConfusionPng:
     def test_empty_rows_give_zero_percentages(self, tmp_path):
         cm = np.array([[2, 0], [0, 0]])
         fig = plot_confusion_matrix(cm, ['a', 'b'])
-        assert [t.get_text() for t in panels(fig)[1].texts] == [
-            '100.0', '0.0', '0.0', '0.0'
-        ]
+        assert [t.get_text() for t in panels(fig)[1].texts
+                ] == ['100.0', '0.0', '0.0', '0.0']
 
     def test_shape_mismatch(self):
         with pytest.raises(ValueError, match='2 class names'):
@@ -62,26 +61,35 @@ class TestReportAndJson:
 
     def test_format_report(self):
         report = dict(
-            top1=56.25, mean_class_acc=56.25, macro_precision=72.62,
-            macro_f1=54.85, nll=1.05, ece=19.5,
+            top1=56.25,
+            mean_class_acc=56.25,
+            macro_precision=72.62,
+            macro_f1=54.85,
+            nll=1.05,
+            ece=19.5,
             precision_classwise=[57.14, 100, 100, 33.33],
             recall_classwise=[100, 50, 25, 50],
             **{'f1-score_classwise': [72.73, 66.67, 40, 40]},
-            support_classwise=[4, 4, 4, 4], confusion_matrix=CM)
+            support_classwise=[4, 4, 4, 4],
+            confusion_matrix=CM)
         text = format_report(report, CLASSES)
         lines = text.splitlines()
-        assert any(l.startswith('top-1 (%)') and l.endswith('56.25')
-                   for l in lines)
+        assert any(
+            l.startswith('top-1 (%)') and l.endswith('56.25') for l in lines)
         assert 'temperature' not in text  # absent keys are skipped
-        row = next(l for l in lines if l.startswith('neutral') and '%' not in l
-                   and '25.00' in l)
+        row = next(
+            l for l in lines
+            if l.startswith('neutral') and '%' not in l and '25.00' in l)
         assert row.split() == ['neutral', '100.00', '25.00', '40.00', '4']
         matrix_row = [l for l in lines if l.startswith('neutral')][-1]
         assert matrix_row.split() == ['neutral', '0', '0', '1', '3']
 
     def test_dump_metrics_json(self, tmp_path):
         path = tmp_path / 'a' / 'm.json'
-        dump_metrics({'x/cm': CM, 'x/top1': np.float64(50.0), 'x/c': CLASSES},
-                     str(path))
+        dump_metrics({
+            'x/cm': CM,
+            'x/top1': np.float64(50.0),
+            'x/c': CLASSES
+        }, str(path))
         data = json.loads(path.read_text())
         assert data == {'x/cm': CM.tolist(), 'x/top1': 50.0, 'x/c': CLASSES}

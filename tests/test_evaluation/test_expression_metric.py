@@ -68,8 +68,9 @@ class TestExpressionMetric:
             (200 / 3 * 2 + 100) / 3)
         assert m['expression/classes'] == list(CLASSES)
         assert m['expression/nll'] == pytest.approx(
-            -(math.log(.72) + math.log(.26) + math.log(.55) + math.log(.83))
-            / 4, rel=1e-6)
+            -(math.log(.72) + math.log(.26) + math.log(.55) + math.log(.83)) /
+            4,
+            rel=1e-6)
         assert m['expression/ece'] == pytest.approx(38.5, rel=1e-6)
         assert 'expression/kl' not in m and 'expression/soft_nll' not in m
 
@@ -112,9 +113,8 @@ class TestExpressionMetric:
         assert 'expression/kl' not in m
 
     def test_class_names_fallback(self):
-        assert evaluate(samples(), classes=None)['expression/classes'] == [
-            '0', '1', '2'
-        ]
+        assert evaluate(
+            samples(), classes=None)['expression/classes'] == ['0', '1', '2']
         assert evaluate(samples(), classes=('a', 'b'))['expression/classes'] \
             == ['0', '1', '2']
 

@@ -42,7 +42,8 @@ class TestAddExpressionMetric:
          dict(type='SingleLabelMetric')],
     ])
     def test_plain_evaluators_get_it(self, evaluator):
-        shared = Config(dict(val_evaluator=evaluator, test_evaluator=evaluator))
+        shared = Config(
+            dict(val_evaluator=evaluator, test_evaluator=evaluator))
         assert add_expression_metric(shared)
         types = [m['type'] for m in shared.test_evaluator]
         assert types[-1] == 'ExpressionMetric' and len(types) >= 2
@@ -51,7 +52,8 @@ class TestAddExpressionMetric:
 
     @pytest.mark.parametrize('evaluator', [
         dict(type='ExpressionMetric'),
-        [dict(type='Accuracy'), dict(type='ExpressionMetric')],
+        [dict(type='Accuracy'),
+         dict(type='ExpressionMetric')],
         dict(type='MultiLabelMetric'),
         dict(type='Evaluator', metrics=[dict(type='Accuracy')]),
         None,

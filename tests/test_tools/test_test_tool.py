@@ -32,9 +32,11 @@ def checkpoint(tmp_path_factory, image_folder):
     work_dir = str(tmp_path_factory.mktemp('ce_1epoch'))
     run_tool([
         TRAIN, BASELINE_CFG, '--work-dir', work_dir, '--no-validate',
-        '--cfg-options', 'train_cfg.max_epochs=1', *data_root_options(
-            image_folder, ('train_dataloader', 'test_dataloader'))
-    ], timeout=300)
+        '--cfg-options', 'train_cfg.max_epochs=1',
+        *data_root_options(image_folder,
+                           ('train_dataloader', 'test_dataloader'))
+    ],
+             timeout=300)
     return osp.join(work_dir, 'epoch_1.pth')
 
 
@@ -68,8 +70,8 @@ class TestTestTool:
         assert metrics['expression/top1'] == pytest.approx(
             100 * sum(cm[i][i] for i in range(len(CLASSES))) / NUM_VAL)
         assert metrics['expression/support_classwise'] == [4] * len(CLASSES)
-        for key in ('mean_class_acc', 'macro_f1', 'nll', 'ece',
-                    'temperature', 'nll_ts', 'ece_ts'):
+        for key in ('mean_class_acc', 'macro_f1', 'nll', 'ece', 'temperature',
+                    'nll_ts', 'ece_ts'):
             assert f'expression/{key}' in metrics
         assert metrics['expression/nll'] > 0
         # the printed table names every class, the PNG was written
@@ -79,8 +81,8 @@ class TestTestTool:
         with Image.open(png) as image:
             assert image.format == 'PNG' and image.size[0] > 500
 
-    def test_pickle_predictions_and_default_png(self, checkpoint,
-                                                image_folder, tmp_path):
+    def test_pickle_predictions_and_default_png(self, checkpoint, image_folder,
+                                                tmp_path):
         out, work_dir = tmp_path / 'preds.pkl', tmp_path / 'w'
         run_tool(
             tool_args(checkpoint, image_folder, work_dir, '--out', out),
@@ -101,14 +103,16 @@ class TestTestTool:
         """In process (cheaper than a subprocess): exit 2, one line."""
         tool = load_test_tool()
         monkeypatch.setattr('sys.argv', [
-            str(a) for a in tool_args(checkpoint, image_folder, tmp_path, *
-                                      extra)
+            str(a)
+            for a in tool_args(checkpoint, image_folder, tmp_path, *extra)
         ])
         with pytest.raises(SystemExit) as exc:
             tool.main()
         assert exc.value.code == 2
-        errors = [l for l in capsys.readouterr().err.splitlines()
-                  if l.startswith('error:')]
+        errors = [
+            l for l in capsys.readouterr().err.splitlines()
+            if l.startswith('error:')
+        ]
         assert len(errors) == 1 and fragment in errors[0]
 
 
