@@ -16,7 +16,8 @@ from mmengine.runner import Runner
 
 import dmue_mm  # noqa: F401  registers the plugin and applies the shims
 from dmue_mm.compat import adapt_cfg_to_machine
-from dmue_mm.utils.cli import (CLIError, add_common_args, cli_entry, load_config,
+from dmue_mm.utils.cli import (CLIError, add_common_args, cli_entry,
+                               disable_idle_persistent_workers, load_config,
                                merge_cfg_options, parse_with_local_rank,
                                set_dataloader_defaults, set_work_dir)
 
@@ -82,12 +83,15 @@ def merge_args(cfg, args):
         overrides['pin_memory'] = False
     if args.no_persistent_workers:
         overrides['persistent_workers'] = False
+    loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
     set_dataloader_defaults(
-        cfg, ('train_dataloader', 'val_dataloader', 'test_dataloader'),
+        cfg,
+        loaders,
         defaults=dict(pin_memory=True, persistent_workers=True),
         overrides=overrides)
 
     merge_cfg_options(cfg, args.cfg_options)
+    disable_idle_persistent_workers(cfg, loaders)
     adapt_cfg_to_machine(cfg, amp=args.amp)
     return cfg
 

@@ -20,7 +20,8 @@ from .errors import CLIError, DMUEError
 __all__ = [
     'CLIError', 'cli_entry', 'load_config', 'check_cfg_options',
     'add_common_args', 'parse_with_local_rank', 'set_work_dir',
-    'set_dataloader_defaults', 'merge_cfg_options'
+    'set_dataloader_defaults', 'disable_idle_persistent_workers',
+    'merge_cfg_options'
 ]
 
 
@@ -168,10 +169,21 @@ def set_dataloader_defaults(cfg: Config,
         merged.update(deepcopy(defaults))
         merged.update(cfg[field])
         merged.update(overrides or {})
-        if not merged.get('num_workers', 0):
-            # persistent workers need at least one worker
-            merged['persistent_workers'] = False
         cfg[field] = merged
+    disable_idle_persistent_workers(cfg, fields)
+
+
+def disable_idle_persistent_workers(cfg: Config,
+                                    fields: Iterable[str]) -> None:
+    """Set ``persistent_workers=False`` where a dataloader has no workers.
+
+    PyTorch refuses persistent workers with ``num_workers=0``; call this again
+    after ``--cfg-options`` may have changed ``num_workers``.
+    """
+    for field in fields:
+        loader = cfg.get(field, None)
+        if loader is not None and not loader.get('num_workers', 0):
+            loader['persistent_workers'] = False
 
 
 def merge_cfg_options(cfg: Config, options: Optional[Dict]) -> None:
