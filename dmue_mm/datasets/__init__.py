@@ -5,8 +5,9 @@ from .fer_benchmarks import (AFFECTNET7_CLASSES, AFFECTNET8_CLASSES,
                              SFEW_CLASSES, SFEW, AffectNet7, AffectNet8,
                              FERPlus)
 from .lmdb_dataset import ExpressionLMDBDataset, LMDBImageDataset
-from .lmdb_io import (ImageDecodeError, LMDBReader, LMDBWriter, decode_image,
-                      encode_image, open_lmdb, read_lmdb_metadata)
+from .lmdb_io import (ImageDecodeError, LMDBReader, LMDBWriter,
+                      MissingKeyError, close_lmdb, decode_image, encode_image,
+                      open_lmdb, read_lmdb_metadata, shared_lmdb)
 from .original_lmdb import OriginalLMDBDataset, parse_original_list
 from .samplers import ClassBalancedSampler
 from .transforms import GaussianPixelNoise, TorchvisionRandomErasing
@@ -15,8 +16,9 @@ __all__ = [
     'AFFECTNET7_CLASSES', 'AFFECTNET8_CLASSES', 'FERPLUS_CLASSES',
     'RAFDB_CLASSES', 'SFEW_CLASSES', 'RAFDB', 'AffectNet7', 'AffectNet8',
     'FERPlus', 'SFEW', 'ExpressionLMDBDataset', 'LMDBImageDataset',
-    'ImageDecodeError', 'LMDBReader', 'LMDBWriter', 'decode_image',
-    'encode_image', 'open_lmdb', 'read_lmdb_metadata', 'OriginalLMDBDataset',
+    'ImageDecodeError', 'MissingKeyError', 'LMDBReader', 'LMDBWriter',
+    'close_lmdb', 'decode_image', 'encode_image', 'open_lmdb', 'shared_lmdb',
+    'read_lmdb_metadata', 'OriginalLMDBDataset',
     'parse_original_list', 'ClassBalancedSampler', 'GaussianPixelNoise',
     'TorchvisionRandomErasing'
 ]

@@ -15,8 +15,9 @@ JPEG) per key ``<split>/<key>`` and one JSON metadata entry under
 
 :class:`LMDBWriter` writes it atomically (under ``<out>.partial``, renamed
 when complete), resumable and with a growing map size; :class:`LMDBReader`
-reads it lazily, one read-only environment per process, so that DataLoader
-workers and DDP ranks never share an environment opened before a fork.
+reads it through one read-only environment per process and LMDB, opened on
+first use, so that DataLoader workers and DDP ranks never use an environment
+opened before a fork.
 """
 import json
 import os
@@ -33,7 +34,8 @@ from dmue_mm.utils.errors import DataError
 __all__ = [
     'FORMAT_NAME', 'FORMAT_VERSION', 'META_KEY', 'ImageDecodeError',
     'MissingKeyError',
-    'LMDBWriter', 'LMDBReader', 'open_lmdb', 'read_lmdb_metadata',
+    'LMDBWriter', 'LMDBReader', 'open_lmdb', 'shared_lmdb', 'close_lmdb',
+    'read_lmdb_metadata',
     'decode_image', 'encode_image', 'image_key', 'normalize_classes'
 ]
 
@@ -201,13 +203,9 @@ def read_lmdb_metadata(path: str) -> Dict[str, Any]:
         DataError: Missing LMDB, missing or unreadable metadata (an original
             DMUE LMDB, or an unfinished pack), or an unknown version.
     """
-    env = open_lmdb(path)
-    try:
-        with env.begin(buffers=False) as txn:
-            raw = txn.get(META_KEY)
-            partial = txn.get(_STATE_KEY) is not None
-    finally:
-        env.close()
+    with shared_lmdb(path).begin(buffers=False) as txn:
+        raw = txn.get(META_KEY)
+        partial = txn.get(_STATE_KEY) is not None
     if raw is None:
         hint = ('it is an unfinished pack: finish it with '
                 'tools/pack_lmdb.py ... --resume' if partial else
@@ -230,13 +228,60 @@ def read_lmdb_metadata(path: str) -> Dict[str, Any]:
     return meta
 
 
-class LMDBReader:
-    """Lazy, fork-safe reader of values from an LMDB.
+# The read-only environments of this process: path -> (pid, identity of the
+# data file (device, inode, size), environment). LMDB (and py-lmdb, which refuses a second open)
+# allows one environment per file and process.
+_SHARED: Dict[str, Tuple[int, Optional[tuple], lmdb.Environment]] = {}
 
-    The environment is opened on first use in each process (the process id
-    is checked on every access), so a reader created in the main process and
-    copied into DataLoader workers or DDP ranks opens its own read-only
-    environment there. Pickling and deep-copying keep only the path.
+
+def _identity(path: str) -> Optional[Tuple[int, int, int]]:
+    try:
+        stat = os.stat(_describe(path))
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_size
+
+
+def shared_lmdb(path: str) -> lmdb.Environment:
+    """This process's read-only environment of ``path``, opened on first use.
+
+    Every reader of the same LMDB in a process shares one environment. An
+    environment inherited through ``fork`` (DataLoader workers) is closed in
+    the child, which opens its own; so is one whose data file was replaced
+    (a re-pack) or changed size (a truncation: the checks run again) since
+    it was opened.
+
+    Raises:
+        DataError: Missing, unreadable or truncated LMDB.
+    """
+    key = osp.realpath(path)
+    identity = _identity(path)
+    entry = _SHARED.get(key)
+    if entry is not None:
+        pid, old_identity, env = entry
+        if pid == os.getpid() and old_identity == identity:
+            return env
+        del _SHARED[key]
+        env.close()  # in a forked child this only unmaps the child's copy
+    env = open_lmdb(path)
+    _SHARED[key] = (os.getpid(), identity, env)
+    return env
+
+
+def close_lmdb(path: str) -> None:
+    """Close this process's shared environment of ``path``, if open."""
+    entry = _SHARED.pop(osp.realpath(path), None)
+    if entry is not None and entry[0] == os.getpid():
+        entry[2].close()
+
+
+class LMDBReader:
+    """Fork-safe reader of values from an LMDB.
+
+    It holds only the path; every read goes through :func:`shared_lmdb`, so
+    a reader created in the main process and copied into DataLoader workers
+    or DDP ranks (by fork or pickling) reads through its own process's
+    read-only environment.
 
     Args:
         path (str): The LMDB folder or file.
@@ -244,16 +289,6 @@ class LMDBReader:
 
     def __init__(self, path: str):
         self.path = path
-        self._env: Optional[lmdb.Environment] = None
-        self._pid: Optional[int] = None
-
-    def _environment(self) -> lmdb.Environment:
-        if self._env is None or self._pid != os.getpid():
-            # An environment inherited through fork must not be used (nor
-            # closed) in the child: open a new one.
-            self._env = open_lmdb(self.path)
-            self._pid = os.getpid()
-        return self._env
 
     def get(self, key: bytes) -> bytes:
         """Return the value of ``key``.
@@ -263,7 +298,7 @@ class LMDBReader:
             DataError: If the LMDB cannot be read.
         """
         try:
-            with self._environment().begin(buffers=False) as txn:
+            with shared_lmdb(self.path).begin(buffers=False) as txn:
                 value = txn.get(key)
         except lmdb.Error as exc:
             raise DataError(f'LMDB {self.path!r}: reading key {key!r} failed '
@@ -275,19 +310,6 @@ class LMDBReader:
                 'match its metadata/list file; re-pack it or fix the list '
                 'file')
         return value
-
-    def close(self) -> None:
-        """Close this process's environment (a no-op if none is open)."""
-        if self._env is not None and self._pid == os.getpid():
-            self._env.close()
-        self._env = None
-        self._pid = None
-
-    def __getstate__(self) -> Dict[str, Any]:
-        return {'path': self.path, '_env': None, '_pid': None}
-
-    def __deepcopy__(self, memo) -> 'LMDBReader':
-        return LMDBReader(self.path)
 
 
 class LMDBWriter:
@@ -367,6 +389,7 @@ class LMDBWriter:
         if osp.exists(self.tmp_path) and not resume:
             shutil.rmtree(self.tmp_path)
         os.makedirs(self.tmp_path, exist_ok=True)
+        close_lmdb(self.tmp_path)  # a reader's handle would block the open
         self._env = open_lmdb(self.tmp_path, readonly=False,
                               map_size=map_size)
         self._seq = self._load_state()

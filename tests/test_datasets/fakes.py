@@ -1,4 +1,4 @@
-"""Tiny fakes of the benchmarks' official release layouts.
+"""Tiny fakes of the benchmarks' official release layouts, and LMDB helpers.
 
 Each builder writes a few generated images in exactly the layout of
 ``../shared/spec/datasets.md`` and returns what a correct packer must read
@@ -14,9 +14,41 @@ import cv2
 import lmdb
 import numpy as np
 
+from dmue_mm.datasets import LMDBWriter, shared_lmdb
 from dmue_mm.utils import make_pattern_images
 
 Expected = Dict[str, Dict[str, Tuple[int, np.ndarray]]]
+
+CLASSES = ('angry', 'happy', 'neutral', 'sad')
+
+
+def write_lmdb(path: str,
+               classes=CLASSES,
+               splits: Dict[str, int] = None,
+               size: int = 20,
+               **kwargs) -> Dict[str, List[Tuple[str, int, np.ndarray]]]:
+    """Write a PNG LMDB of generated RGB images; return
+    ``{split: [(key, label, rgb), ...]}``."""
+    splits = splits or {'train': 3, 'test': 2}
+    num_classes = classes if isinstance(classes, int) else len(classes)
+    written = {}
+    with LMDBWriter(path, classes, **kwargs) as writer:
+        for offset, (split, per_class) in enumerate(splits.items()):
+            imgs, labels = make_pattern_images(
+                num_classes, per_class, size=size, seed=offset)
+            written[split] = []
+            for index, (img, label) in enumerate(zip(imgs, labels)):
+                key = f'c{label}/{index:03d}.png'
+                writer.add(split, key, img, int(label),
+                           extra={'index': index})
+                written[split].append((key, int(label), img))
+    return written
+
+
+def lmdb_entries(path: str) -> Dict[bytes, bytes]:
+    """Every key and value of an LMDB."""
+    with shared_lmdb(path).begin() as txn:
+        return {bytes(k): bytes(v) for k, v in txn.cursor()}
 
 
 def write_image(path: str, rgb: np.ndarray) -> np.ndarray:
