@@ -5,7 +5,7 @@ All functions take the predicted class probabilities (``pred_score`` of
 MMPretrain's data samples, i.e. softmax outputs, shape (N, C)) or their
 logarithm, compute in float64 and return Python floats. Logarithms of
 probabilities are clamped at the smallest positive float64 so that a
-probability of exactly 0 costs about 745 nats instead of ``inf``.
+probability of exactly 0 costs about 708 nats instead of ``inf``.
 
 Temperature scaling works on log-probabilities: ``softmax(log p / T)``. For a
 softmax head this equals scaling the logits (the per-row constant cancels),
