@@ -11,6 +11,6 @@ from .version import __version__
 
 apply_import_time_shims()
 
-from . import datasets, engine, hooks, models  # noqa: E402,F401  register
+from . import datasets, engine, evaluation, hooks, models  # noqa: E402,F401
 
 __all__ = ['__version__']
