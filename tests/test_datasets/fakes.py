@@ -208,7 +208,8 @@ def make_folder_tree(root: str,
             key = f'{classes[label]}/{folder.lower()}_{index:03d}.png'
             decoded = write_image(osp.join(root, folder, key), img)
             expected[split][key] = (label, decoded)
-    with open(osp.join(root, 'Train', classes[0], 'notes.txt'), 'w') as f:
+    first = next(iter(splits))
+    with open(osp.join(root, first, classes[0], 'notes.txt'), 'w') as f:
         f.write('not an image')
     return expected
 
