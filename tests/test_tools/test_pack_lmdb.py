@@ -1,0 +1,74 @@
+"""tools/pack_lmdb.py end to end: one-line errors, and a pack killed with
+SIGKILL that --resume completes to the same LMDB as an uninterrupted one."""
+import importlib.util
+import os.path as osp
+import signal
+import sys
+import textwrap
+
+import pytest
+
+from conftest import TOOLS, run_tool
+from dmue_mm.datasets.packers import pack_layout, rafdb_layout
+from test_datasets.fakes import lmdb_entries, make_rafdb
+
+PACK = osp.join(TOOLS, 'pack_lmdb.py')
+
+# Runs the tool in-process after patching LMDBWriter.add to SIGKILL the
+# process once 10 images are added (two chunks of 4 committed, 2 pending).
+KILL_AFTER_10 = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {tools!r})
+    from dmue_mm.datasets import LMDBWriter
+    add, calls = LMDBWriter.add, []
+    def add_then_die(self, *args, **kwargs):
+        if len(calls) == 10:
+            os.kill(os.getpid(), signal.SIGKILL)
+        calls.append(1)
+        add(self, *args, **kwargs)
+    LMDBWriter.add = add_then_die
+    import pack_lmdb
+    sys.argv = ['pack_lmdb.py'] + {argv!r}
+    pack_lmdb.main()
+""")
+
+
+class TestPackTool:
+
+    def test_bad_input_is_one_line(self, tmp_path, monkeypatch, capsys):
+        spec = importlib.util.spec_from_file_location('pack_lmdb', PACK)
+        tool = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tool)
+        for argv, message in [
+            (['rafdb', str(tmp_path), '-o', 'x'],
+             "error: RAF-DB label file '"),
+            (['list', '--list', 'train', '--image-root', '.', '--classes',
+              '2', '-o', 'x'], 'error: --list takes NAME=VALUE items'),
+        ]:
+            monkeypatch.setattr(sys, 'argv', ['pack_lmdb.py'] + argv)
+            with pytest.raises(SystemExit) as exit_info:
+                tool.main()
+            assert exit_info.value.code == 2
+            lines = capsys.readouterr().err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith(message)
+
+    def test_sigkill_then_resume_equals_uninterrupted(self, tmp_path):
+        make_rafdb(str(tmp_path / 'raf'))
+        root = str(tmp_path / 'raf')
+        reference = pack_layout(rafdb_layout(root), str(tmp_path / 'ref'),
+                                progress=False, commit_every=4)
+        out = str(tmp_path / 'out.lmdb')
+        argv = ['rafdb', root, '-o', out, '--commit-every', '4']
+        killed = run_tool(
+            [sys.executable, '-c',
+             KILL_AFTER_10.format(tools=TOOLS, argv=argv)],
+            timeout=120, check=False)
+        assert killed.returncode == -signal.SIGKILL
+        assert not osp.exists(out) and osp.isdir(out + '.partial')
+
+        resumed = run_tool([PACK] + argv + ['--resume'], timeout=120)
+        assert (f'packed {out}: train 14, test 7 (13 written now, 8 resumed)'
+                in resumed.stdout)
+        assert (f'0 unreadable images listed in {out}.unreadable.txt' in
+                resumed.stdout)
+        assert lmdb_entries(out) == lmdb_entries(reference.out_path)
