@@ -6,6 +6,7 @@ the whole process group when the timeout expires, so a hang fails fast.
 import os
 import os.path as osp
 import signal
+import socket
 import subprocess
 import sys
 from typing import Dict, Optional, Sequence
@@ -77,6 +78,13 @@ def run_tool(args: Sequence[str],
         pytest.fail(f'{" ".join(args)} exited with {proc.returncode}\n'
                     f'stdout:\n{stdout[-5000:]}\nstderr:\n{stderr[-5000:]}')
     return result
+
+
+def free_port() -> int:
+    """A TCP port that is free on localhost right now (for torchrun)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 def data_root_options(root: str, fields=('train_dataloader', 'val_dataloader',

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import (BASELINE_CFG, CLASSES, TOOLS, data_root_options,
-                      run_tool)
+                      free_port, run_tool)
 
 TRAIN = osp.join(TOOLS, 'train.py')
 TEST = osp.join(TOOLS, 'test.py')
@@ -130,22 +130,28 @@ class TestDistributedAndAmp:
             '--work-dir', work_dir, '--cfg-options',
             *data_root_options(image_folder)
         ],
-                          env={'PORT': '29517'},
+                          env={'PORT': str(free_port())},
                           timeout=400)
         log = result.stdout + result.stderr
         assert "backend='gloo'" in log
         # each of the 2 ranks sees half of the 40 images: 3 batches of <= 8
         meta = checkpoint_meta(osp.join(work_dir, 'epoch_2.pth'))
         assert (meta['epoch'], meta['iter']) == (2, 6)
+        # and evaluates with 2 processes: results gathered over both ranks
         metrics = tmp_path / 'm.json'
         run_tool([
-            TEST, BASELINE_CFG,
-            osp.join(work_dir, 'epoch_2.pth'), '--work-dir', work_dir,
+            osp.join(TOOLS, 'dist_test.sh'), BASELINE_CFG,
+            osp.join(work_dir, 'epoch_2.pth'), '2', '--work-dir', work_dir,
             '--out',
             str(metrics), '--out-item', 'metrics', '--cfg-options',
-            *data_root_options(image_folder)
-        ])
-        assert 'accuracy/top1' in json.loads(metrics.read_text())
+            *data_root_options(image_folder, ('test_dataloader', ))
+        ],
+                 env={'PORT': str(free_port())},
+                 timeout=300)
+        result = json.loads(metrics.read_text())
+        assert 0.0 <= result['accuracy/top1'] <= 100.0
+        # 16 validation images, all counted once across the two ranks
+        assert sum(result['expression/support_classwise']) == 16
 
     def test_amp_on_cpu_trains(self, image_folder, tmp_path):
         work_dir = str(tmp_path / 'amp')
