@@ -234,9 +234,23 @@ def read_lmdb_metadata(path: str) -> Dict[str, Any]:
 _SHARED: Dict[str, Tuple[int, Optional[tuple], lmdb.Environment]] = {}
 
 
-def _identity(path: str) -> Optional[Tuple[int, int, int]]:
+_LOCATIONS: Dict[str, Tuple[str, str]] = {}
+
+
+def _locate(path: str) -> Tuple[str, str]:
+    """``(real path, data file)`` of an LMDB path, memoised: ``realpath``
+    costs more than an LMDB read."""
+    location = _LOCATIONS.get(path)
+    if location is None:
+        location = (osp.realpath(path), _describe(path))
+        if osp.exists(path):  # a missing LMDB may be created later
+            _LOCATIONS[path] = location
+    return location
+
+
+def _identity(data_file: str) -> Optional[Tuple[int, int, int]]:
     try:
-        stat = os.stat(_describe(path))
+        stat = os.stat(data_file)
     except OSError:
         return None
     return stat.st_dev, stat.st_ino, stat.st_size
@@ -254,8 +268,8 @@ def shared_lmdb(path: str) -> lmdb.Environment:
     Raises:
         DataError: Missing, unreadable or truncated LMDB.
     """
-    key = osp.realpath(path)
-    identity = _identity(path)
+    key, data_file = _locate(path)
+    identity = _identity(data_file)
     entry = _SHARED.get(key)
     if entry is not None:
         pid, old_identity, env = entry
@@ -270,7 +284,7 @@ def shared_lmdb(path: str) -> lmdb.Environment:
 
 def close_lmdb(path: str) -> None:
     """Close this process's shared environment of ``path``, if open."""
-    entry = _SHARED.pop(osp.realpath(path), None)
+    entry = _SHARED.pop(_locate(path)[0], None)
     if entry is not None and entry[0] == os.getpid():
         entry[2].close()
 
