@@ -107,14 +107,15 @@ def box_crop_transform(box: Sequence[float], size: int,
 
 
 def _source_roi(mat: np.ndarray, out_size: Tuple[int, int],
-                img_shape: Tuple[int, int]) -> Tuple[int, int, int, int]:
-    """The input rectangle (clipped, with a 2-pixel margin) that the output
-    canvas samples from."""
+                img_shape: Tuple[int, int],
+                margin: int) -> Tuple[int, int, int, int]:
+    """The input rectangle (clipped, with ``margin`` input pixels around)
+    that the output canvas samples from."""
     w, h = out_size
     corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]])
     src = transform_points(invert(mat), corners)
-    x0, y0 = np.floor(src.min(0)).astype(int) - 2
-    x1, y1 = np.ceil(src.max(0)).astype(int) + 3
+    x0, y0 = np.floor(src.min(0)).astype(int) - margin
+    x1, y1 = np.ceil(src.max(0)).astype(int) + margin + 1
     return (max(x0, 0), max(y0, 0), min(x1, img_shape[1]),
             min(y1, img_shape[0]))
 
@@ -141,7 +142,10 @@ def warp_image(img: np.ndarray, mat: np.ndarray,
     mat = np.asarray(mat, np.float64)
     shrink = float(np.linalg.svd(mat[:, :2], compute_uv=False).max())
     if shrink < 0.5:
-        x0, y0, x1, y1 = _source_roi(mat, out_size, img.shape[:2])
+        # two output pixels of margin, so that bilinear sampling at the
+        # canvas edge stays inside the reduced region
+        x0, y0, x1, y1 = _source_roi(mat, out_size, img.shape[:2],
+                                     int(np.ceil(2 / shrink)))
         if x1 - x0 >= 2 and y1 - y0 >= 2:
             roi = img[y0:y1, x0:x1]
             new_w = max(1, int(round((x1 - x0) * shrink)))
