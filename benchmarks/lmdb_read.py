@@ -15,7 +15,8 @@ measures images per second of
   folder vs. our ``ExpressionLMDBDataset``.
 
 The table gives the median over rounds and the LMDB / folder ratio (> 1:
-the LMDB is faster). Every round reads all images once, after a warm-up
+the LMDB is faster). OpenCV and torch use one thread, as in a DataLoader
+worker. Every round reads all images once, after a warm-up
 round, so the files are in the page cache: this measures the per-image
 overheads (open/stat/close vs. a B-tree lookup), not disk or network
 latency, where one big file helps the LMDB further.
@@ -36,6 +37,7 @@ from typing import Callable, Dict, List
 
 import cv2
 import numpy as np
+import torch
 
 import dmue_mm  # noqa: F401  registers the datasets
 from dmue_mm.datasets import LMDBReader
@@ -151,7 +153,10 @@ def main() -> None:
     parser.add_argument('--out', default='work_dirs/benchmarks/'
                         'lmdb_read.json')
     args = parser.parse_args()
+    # one thread, as in a DataLoader worker: torch's intra-op threads make
+    # PackInputs' permute().contiguous() slow and noisy on a busy machine
     cv2.setNumThreads(1)
+    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as root:
         paths = make_data(root, args.images, args.size)
         sizes = {
