@@ -53,15 +53,19 @@ def make_data(root: str, num_images: int, size: int) -> Dict[str, str]:
     """The JPEG folder and the two LMDBs packed from it."""
     classes = [f'class{i}' for i in range(NUM_CLASSES)]
     folder = osp.join(root, 'folder')
-    write_image_folder(folder, classes,
-                       {'train': max(1, num_images // NUM_CLASSES)},
-                       size=size, ext='.jpg')
+    write_image_folder(
+        folder,
+        classes, {'train': max(1, num_images // NUM_CLASSES)},
+        size=size,
+        ext='.jpg')
     paths = {'folder': osp.join(folder, 'train')}
     for image_format in ('jpeg', 'png'):
         paths[image_format] = osp.join(root, f'{image_format}.lmdb')
-        pack_layout(folder_layout(folder, {'train': 'train'}, classes),
-                    paths[image_format], image_format=image_format,
-                    progress=False)
+        pack_layout(
+            folder_layout(folder, {'train': 'train'}, classes),
+            paths[image_format],
+            image_format=image_format,
+            progress=False)
     return paths
 
 
@@ -71,8 +75,8 @@ def readers(paths: Dict[str, str]) -> Dict[str, Callable[[], int]]:
         osp.join(dirpath, name)
         for dirpath, _, names in os.walk(paths['folder']) for name in names)
     keys = [
-        image_key('train', osp.relpath(f, paths['folder']).replace(os.sep,
-                                                                   '/'))
+        image_key('train',
+                  osp.relpath(f, paths['folder']).replace(os.sep, '/'))
         for f in files
     ]
 
@@ -89,8 +93,8 @@ def readers(paths: Dict[str, str]) -> Dict[str, Callable[[], int]]:
 
         return run
 
-    def from_lmdb(path: str,
-                  process: Callable[[bytes], None]) -> Callable[[], int]:
+    def from_lmdb(path: str, process: Callable[[bytes],
+                                               None]) -> Callable[[], int]:
         reader = LMDBReader(path)
 
         def run() -> int:
@@ -115,19 +119,26 @@ def readers(paths: Dict[str, str]) -> Dict[str, Callable[[], int]]:
         return run
 
     return {
-        'read/folder': from_files(ignore),
-        'read/lmdb-jpeg': from_lmdb(paths['jpeg'], ignore),
-        'read/lmdb-png': from_lmdb(paths['png'], ignore),
-        'raw/folder': from_files(decode),
-        'raw/lmdb-jpeg': from_lmdb(paths['jpeg'], decode),
-        'raw/lmdb-png': from_lmdb(paths['png'], decode),
-        'dataset/folder': dataset(
+        'read/folder':
+        from_files(ignore),
+        'read/lmdb-jpeg':
+        from_lmdb(paths['jpeg'], ignore),
+        'read/lmdb-png':
+        from_lmdb(paths['png'], ignore),
+        'raw/folder':
+        from_files(decode),
+        'raw/lmdb-jpeg':
+        from_lmdb(paths['jpeg'], decode),
+        'raw/lmdb-png':
+        from_lmdb(paths['png'], decode),
+        'dataset/folder':
+        dataset(
             dict(type='CustomDataset', data_root=paths['folder']),
             loading=(dict(type='LoadImageFromFile'), )),
-        'dataset/lmdb-jpeg': dataset(
-            dict(type='ExpressionLMDBDataset', data_root=paths['jpeg'])),
-        'dataset/lmdb-png': dataset(
-            dict(type='ExpressionLMDBDataset', data_root=paths['png'])),
+        'dataset/lmdb-jpeg':
+        dataset(dict(type='ExpressionLMDBDataset', data_root=paths['jpeg'])),
+        'dataset/lmdb-png':
+        dataset(dict(type='ExpressionLMDBDataset', data_root=paths['png'])),
     }
 
 
@@ -150,8 +161,9 @@ def main() -> None:
     parser.add_argument('--images', type=int, default=2000)
     parser.add_argument('--size', type=int, default=256)
     parser.add_argument('--rounds', type=int, default=5)
-    parser.add_argument('--out', default='work_dirs/benchmarks/'
-                        'lmdb_read.json')
+    parser.add_argument(
+        '--out', default='work_dirs/benchmarks/'
+        'lmdb_read.json')
     args = parser.parse_args()
     # one thread, as in a DataLoader worker: torch's intra-op threads make
     # PackInputs' permute().contiguous() slow and noisy on a busy machine
@@ -160,9 +172,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         paths = make_data(root, args.images, args.size)
         sizes = {
-            name: sum(
-                osp.getsize(osp.join(d, f))
-                for d, _, fs in os.walk(path) for f in fs)
+            name:
+            sum(
+                osp.getsize(osp.join(d, f)) for d, _, fs in os.walk(path)
+                for f in fs)
             for name, path in paths.items()
         }
         speeds = measure(readers(paths), args.rounds)
@@ -172,8 +185,11 @@ def main() -> None:
         base = medians[f'{level}/folder']
         for name in (f'{level}/folder', f'{level}/lmdb-jpeg',
                      f'{level}/lmdb-png'):
-            rows.append(dict(variant=name, images_per_s=medians[name],
-                             ratio_vs_folder=medians[name] / base))
+            rows.append(
+                dict(
+                    variant=name,
+                    images_per_s=medians[name],
+                    ratio_vs_folder=medians[name] / base))
     print(f'{args.images} images of {args.size}x{args.size}, '
           f'{args.rounds} rounds (median), warm page cache, 1 process')
     print(f'{"variant":<20}{"images/s":>10}{"x folder":>10}')
@@ -184,8 +200,10 @@ def main() -> None:
                                         for k, v in sizes.items()))
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
-        json.dump(dict(settings=vars(args), rows=rows, rounds=speeds,
-                       bytes=sizes), f, indent=2)
+        json.dump(
+            dict(settings=vars(args), rows=rows, rounds=speeds, bytes=sizes),
+            f,
+            indent=2)
     print(f'written {args.out}')
 
 

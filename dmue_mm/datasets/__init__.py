@@ -18,7 +18,6 @@ __all__ = [
     'FERPlus', 'SFEW', 'ExpressionLMDBDataset', 'LMDBImageDataset',
     'ImageDecodeError', 'MissingKeyError', 'LMDBReader', 'LMDBWriter',
     'close_lmdb', 'decode_image', 'encode_image', 'open_lmdb', 'shared_lmdb',
-    'read_lmdb_metadata', 'OriginalLMDBDataset',
-    'parse_original_list', 'ClassBalancedSampler', 'GaussianPixelNoise',
-    'TorchvisionRandomErasing'
+    'read_lmdb_metadata', 'OriginalLMDBDataset', 'parse_original_list',
+    'ClassBalancedSampler', 'GaussianPixelNoise', 'TorchvisionRandomErasing'
 ]

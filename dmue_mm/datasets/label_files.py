@@ -14,8 +14,8 @@ class LabelLine(NamedTuple):
     label: int
 
 
-def read_label_lines(path: str, expected: str = '<path> <label>'
-                     ) -> List[LabelLine]:
+def read_label_lines(path: str,
+                     expected: str = '<path> <label>') -> List[LabelLine]:
     """Read a list file of ``<name> <label>`` lines.
 
     A line is split on its last run of white space, so names may contain

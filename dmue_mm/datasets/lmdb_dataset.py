@@ -67,8 +67,8 @@ class LMDBImageDataset(BaseDataset):
             img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
         return self.pipeline(data_info)
 
-    def set_classes(self, available: Optional[Sequence[str]],
-                    num_classes: int, source: str) -> None:
+    def set_classes(self, available: Optional[Sequence[str]], num_classes: int,
+                    source: str) -> None:
         """Check the configured classes against the dataset's, or adopt them.
 
         Args:
@@ -87,8 +87,8 @@ class LMDBImageDataset(BaseDataset):
             return
         configured = tuple(configured)
         if available is not None and tuple(available) != configured:
-            how = ('the same names in another order' if sorted(available) ==
-                   sorted(configured) else 'different names')
+            how = ('the same names in another order' if sorted(available)
+                   == sorted(configured) else 'different names')
             raise DataError(
                 f'the classes {list(configured)} of the config differ from '
                 f'{list(available)} in {source} ({how}): set the dataset\'s '
@@ -155,14 +155,15 @@ class ExpressionLMDBDataset(LMDBImageDataset):
         self._metainfo.setdefault('image_format', meta['image_format'])
         splits = meta['splits']
         if self.split not in splits:
-            raise DataError(f'LMDB {self.lmdb_path!r} has no split '
-                            f'{self.split!r}; its splits are {sorted(splits)}: '
-                            'fix the dataset\'s `split`')
+            raise DataError(
+                f'LMDB {self.lmdb_path!r} has no split '
+                f'{self.split!r}; its splits are {sorted(splits)}: '
+                'fix the dataset\'s `split`')
         info = splits[self.split]
         scores = self._scores(info, meta['num_classes'])
         data_list = []
-        for index, (key, label) in enumerate(zip(info['keys'],
-                                                 info['labels'])):
+        for index, (key,
+                    label) in enumerate(zip(info['keys'], info['labels'])):
             data_info = self.make_data_info(self.split, key, label,
                                             image_key(self.split, key))
             if scores is not None:
@@ -189,4 +190,3 @@ class ExpressionLMDBDataset(LMDBImageDataset):
                 f'{num_classes} non-negative values with a positive sum per '
                 f'sample, got an array of shape {scores.shape}; re-pack it')
         return scores / totals
-

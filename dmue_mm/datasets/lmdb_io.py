@@ -33,10 +33,9 @@ from dmue_mm.utils.errors import DataError
 
 __all__ = [
     'FORMAT_NAME', 'FORMAT_VERSION', 'META_KEY', 'ImageDecodeError',
-    'MissingKeyError',
-    'LMDBWriter', 'LMDBReader', 'open_lmdb', 'shared_lmdb', 'close_lmdb',
-    'read_lmdb_metadata',
-    'decode_image', 'encode_image', 'image_key', 'normalize_classes'
+    'MissingKeyError', 'LMDBWriter', 'LMDBReader', 'open_lmdb', 'shared_lmdb',
+    'close_lmdb', 'read_lmdb_metadata', 'decode_image', 'encode_image',
+    'image_key', 'normalize_classes'
 ]
 
 FORMAT_NAME = 'dmue-mm-lmdb'
@@ -110,7 +109,8 @@ def decode_image(buf: bytes, source: str = 'image') -> np.ndarray:
     return img
 
 
-def encode_image(image: np.ndarray, image_format: str,
+def encode_image(image: np.ndarray,
+                 image_format: str,
                  jpeg_quality: int = 95) -> bytes:
     """Encode an RGB (or grey) uint8 array as PNG or JPEG bytes.
 
@@ -130,8 +130,8 @@ def encode_image(image: np.ndarray, image_format: str,
                          f'got {image.dtype} {image.shape}')
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    params = ([cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
-              if image_format == 'jpeg' else [])
+    params = ([cv2.IMWRITE_JPEG_QUALITY,
+               int(jpeg_quality)] if image_format == 'jpeg' else [])
     ok, buf = cv2.imencode(_IMAGE_FORMATS[image_format], image, params)
     if not ok:
         raise ValueError(f'OpenCV could not encode a {image.shape} image as '
@@ -170,9 +170,10 @@ def open_lmdb(path: str,
         raise DataError(f'LMDB {path!r} not found (no data.mdb): check the '
                         'data_root/path, or pack the dataset with '
                         'tools/pack_lmdb.py')
-    kwargs = dict(readonly=True, lock=False, readahead=False,
-                  meminit=False) if readonly else dict(
-                      map_size=map_size or (1 << 28), meminit=False)
+    kwargs = dict(
+        readonly=True, lock=False, readahead=False,
+        meminit=False) if readonly else dict(
+            map_size=map_size or (1 << 28), meminit=False)
     try:
         env = lmdb.open(path, subdir=subdir, max_readers=512, **kwargs)
     except lmdb.Error as exc:
@@ -184,9 +185,10 @@ def open_lmdb(path: str,
     actual = osp.getsize(data_file)
     if actual < needed:
         env.close()
-        raise DataError(f'LMDB {data_file!r} is truncated: {actual} bytes but '
-                        f'its header refers to {needed}; re-copy it or re-pack '
-                        'it with tools/pack_lmdb.py')
+        raise DataError(
+            f'LMDB {data_file!r} is truncated: {actual} bytes but '
+            f'its header refers to {needed}; re-copy it or re-pack '
+            'it with tools/pack_lmdb.py')
     return env
 
 
@@ -228,11 +230,10 @@ def read_lmdb_metadata(path: str) -> Dict[str, Any]:
     return meta
 
 
-# The read-only environments of this process: path -> (pid, identity of the
-# data file (device, inode, size), environment). LMDB (and py-lmdb, which refuses a second open)
-# allows one environment per file and process.
+# The read-only environments of this process: real path -> (pid, identity
+# of the data file (device, inode, size), environment). LMDB allows one
+# environment per file and process (py-lmdb refuses a second open).
 _SHARED: Dict[str, Tuple[int, Optional[tuple], lmdb.Environment]] = {}
-
 
 _LOCATIONS: Dict[str, Tuple[str, str]] = {}
 
@@ -315,9 +316,9 @@ class LMDBReader:
             with shared_lmdb(self.path).begin(buffers=False) as txn:
                 value = txn.get(key)
         except lmdb.Error as exc:
-            raise DataError(f'LMDB {self.path!r}: reading key {key!r} failed '
-                            f'({exc}); the file is corrupted, re-pack it'
-                            ) from exc
+            raise DataError(
+                f'LMDB {self.path!r}: reading key {key!r} failed '
+                f'({exc}); the file is corrupted, re-pack it') from exc
         if value is None:
             raise MissingKeyError(
                 f'LMDB {self.path!r} has no key {key!r}: the LMDB does not '
@@ -404,8 +405,7 @@ class LMDBWriter:
             shutil.rmtree(self.tmp_path)
         os.makedirs(self.tmp_path, exist_ok=True)
         close_lmdb(self.tmp_path)  # a reader's handle would block the open
-        self._env = open_lmdb(self.tmp_path, readonly=False,
-                              map_size=map_size)
+        self._env = open_lmdb(self.tmp_path, readonly=False, map_size=map_size)
         self._seq = self._load_state()
 
     # ------------------------------------------------------------------
@@ -421,9 +421,9 @@ class LMDBWriter:
                              if settings[k] != self._settings[k])
             self._env.close()
             raise DataError(
-                f'the unfinished pack {self.tmp_path!r} was started with other '
-                f'settings ({", ".join(changed)} differ): delete it, or pack '
-                'without resume to start afresh')
+                f'the unfinished pack {self.tmp_path!r} was started with '
+                f'other settings ({", ".join(changed)} differ): delete it, '
+                'or pack without resume to start afresh')
         self.resumed = state['next_seq']
         return state['next_seq']
 
@@ -511,8 +511,11 @@ class LMDBWriter:
         if self._pending_images >= self.commit_every:
             self.commit()
 
-    def commit(self, extra_puts: Optional[Dict[bytes, bytes]] = None,
-               deletes: Sequence[bytes] = ()) -> None:
+    def commit(
+        self,
+        extra_puts: Optional[Dict[bytes, bytes]] = None,
+        deletes: Sequence[bytes] = ()
+    ) -> None:
         """Write the pending chunk in one transaction, growing the map size
         when it is full."""
         puts = dict(self._pending)
@@ -600,8 +603,12 @@ def _append_record(splits: Dict[str, Dict[str, Any]], record: Dict[str, Any],
                    num_classes: int) -> None:
     info = splits.setdefault(
         record['split'],
-        dict(keys=[], labels=[], class_counts=[0] * num_classes,
-             image_sizes={}, extras={}))
+        dict(
+            keys=[],
+            labels=[],
+            class_counts=[0] * num_classes,
+            image_sizes={},
+            extras={}))
     index = len(info['keys'])
     info['keys'].append(record['key'])
     info['labels'].append(record['label'])

@@ -120,8 +120,9 @@ class OriginalLMDBDataset(LMDBImageDataset):
     def load_data_list(self) -> List[dict]:
         """Parse the list file and keep the lines of ``split``."""
         entries = parse_original_list(self.ann_file)
-        names, num_classes = original_classes(
-            entries, self._metainfo.get('classes'), self.ann_file)
+        names, num_classes = original_classes(entries,
+                                              self._metainfo.get('classes'),
+                                              self.ann_file)
         self.set_classes(names, num_classes, f'list file {self.ann_file!r}')
         data_list = [
             self.make_data_info(e.split, e.relpath, e.label, e.key.encode())

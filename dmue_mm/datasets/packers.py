@@ -19,8 +19,8 @@ import os.path as osp
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import (Any, Callable, Dict, List, NamedTuple, Optional,
-                    Sequence, Tuple, Union)
+from typing import (Any, Callable, Dict, List, NamedTuple, Optional, Sequence,
+                    Tuple, Union)
 
 import cv2
 import numpy as np
@@ -40,8 +40,8 @@ __all__ = [
     'list_layout', 'original_layout', 'ferplus_label'
 ]
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
-                    '.webp', '.ppm', '.pgm')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp',
+                    '.ppm', '.pgm')
 _MAGIC = {'png': b'\x89PNG\r\n\x1a\n', 'jpeg': b'\xff\xd8\xff'}
 # Errors of one image: reported, and the pack goes on.
 _UNREADABLE = (OSError, ImageDecodeError, MissingKeyError)
@@ -103,7 +103,10 @@ def _read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def file_item(split: str, key: str, label: int, path: str,
+def file_item(split: str,
+              key: str,
+              label: int,
+              path: str,
               extra: Optional[Dict[str, Any]] = None) -> PackItem:
     """A sample whose image is the file ``path``."""
     return PackItem(split, key, label, path,
@@ -181,8 +184,7 @@ def pack_layout(layout: Layout,
             try:
                 image = _storable(item.load(), image_format, resize,
                                   item.source)
-                writer.add(item.split, item.key, image, item.label,
-                           item.extra)
+                writer.add(item.split, item.key, image, item.label, item.extra)
             except _UNREADABLE as exc:
                 unreadable.append((item.source, _reason(exc, item.source)))
                 continue
@@ -198,8 +200,10 @@ def pack_layout(layout: Layout,
         written=written,
         resumed=resumed,
         unreadable=len(unreadable),
-        counts={s: info['count']
-                for s, info in meta['splits'].items()},
+        counts={
+            s: info['count']
+            for s, info in meta['splits'].items()
+        },
         dropped=layout.extra_meta.get('dropped', {}))
 
 
@@ -245,8 +249,8 @@ def rafdb_layout(root: str,
     items = []
     for line in read_label_lines(list_path, '<split>_<id>.jpg <1-7>'):
         split = line.name.split('_', 1)[0]
-        if split not in ('train', 'test') or not 1 <= line.label <= len(
-                RAFDB_CLASSES):
+        if split not in ('train',
+                         'test') or not 1 <= line.label <= len(RAFDB_CLASSES):
             raise DataError(
                 f'{list_path}:{line.line}: expected "train_*|test_* <1-7>", '
                 f'got {line.name!r} {line.label}; fix the line')
@@ -281,8 +285,10 @@ def affectnet_layout(root: str,
     """
     if num_classes not in (7, 8):
         raise ValueError(f'AffectNet has 7 or 8 classes, got {num_classes}')
-    csv_files = csv_files or {'train': 'training.csv',
-                              'test': 'validation.csv'}
+    csv_files = csv_files or {
+        'train': 'training.csv',
+        'test': 'validation.csv'
+    }
     dropped_codes = dict(_AFFECTNET_DROPPED)
     if num_classes == 7:
         dropped_codes[7] = AFFECTNET8_CLASSES[7]
@@ -301,9 +307,12 @@ def affectnet_layout(root: str,
                           osp.join(root, image_dir, relpath)))
     return Layout(
         items, AFFECTNET8_CLASSES[:num_classes],
-        dict(layout=f'affectnet{num_classes}',
-             dropped={s: dict(sorted(c.items()))
-                      for s, c in dropped.items()}))
+        dict(
+            layout=f'affectnet{num_classes}',
+            dropped={
+                s: dict(sorted(c.items()))
+                for s, c in dropped.items()
+            }))
 
 
 def _affectnet_rows(path: str):
@@ -335,8 +344,11 @@ def _affectnet_rows(path: str):
         yield number, row[path_col], code
 
 
-FERPLUS_SPLITS = {'Training': 'train', 'PublicTest': 'val',
-                  'PrivateTest': 'test'}
+FERPLUS_SPLITS = {
+    'Training': 'train',
+    'PublicTest': 'val',
+    'PrivateTest': 'test'
+}
 
 
 def ferplus_label(votes: Sequence[int]) -> Union[int, str]:
@@ -372,13 +384,15 @@ def ferplus_layout(fer2013_csv: str, ferplus_csv: str) -> Layout:
     Training -> ``train``, PublicTest -> ``val``, PrivateTest -> ``test``.
     """
     fer_rows = _csv_dicts(fer2013_csv, ('pixels', 'Usage'))
-    new_rows = _csv_dicts(ferplus_csv, ('Usage', 'Image name') + tuple(
-        c.lower() for c in FERPLUS_CLASSES) + FERPLUS_OTHER_VOTES)
+    new_rows = _csv_dicts(ferplus_csv, ('Usage', 'Image name') +
+                          tuple(c.lower() for c in FERPLUS_CLASSES) +
+                          FERPLUS_OTHER_VOTES)
     if len(fer_rows) != len(new_rows):
         raise DataError(f'{ferplus_csv} has {len(new_rows)} rows but '
                         f'{fer2013_csv} has {len(fer_rows)}: they must list '
                         'the same images in the same order')
-    vote_cols = [c.lower() for c in FERPLUS_CLASSES] + list(FERPLUS_OTHER_VOTES)
+    vote_cols = [c.lower()
+                 for c in FERPLUS_CLASSES] + list(FERPLUS_OTHER_VOTES)
     items, dropped = [], {}
     for number, (old, new) in enumerate(zip(fer_rows, new_rows), 2):
         usage = new['Usage'].strip()
@@ -410,11 +424,15 @@ def ferplus_layout(fer2013_csv: str, ferplus_csv: str) -> Layout:
                      dict(votes=votes[:8], votes_other=votes[8:])))
     return Layout(
         items, FERPLUS_CLASSES,
-        dict(layout='ferplus',
-             vote_names=dict(votes=[c.lower() for c in FERPLUS_CLASSES],
-                             votes_other=list(FERPLUS_OTHER_VOTES)),
-             dropped={s: dict(sorted(c.items()))
-                      for s, c in dropped.items()}))
+        dict(
+            layout='ferplus',
+            vote_names=dict(
+                votes=[c.lower() for c in FERPLUS_CLASSES],
+                votes_other=list(FERPLUS_OTHER_VOTES)),
+            dropped={
+                s: dict(sorted(c.items()))
+                for s, c in dropped.items()
+            }))
 
 
 def _csv_dicts(path: str, columns: Sequence[str]) -> List[Dict[str, str]]:
@@ -461,14 +479,20 @@ def folder_layout(root: str,
     if not osp.isdir(root):
         raise DataError(f'image folder {root!r} not found: check the path')
     if splits is None:
-        splits = {d: d.lower() for d in sorted(os.listdir(root))
-                  if osp.isdir(osp.join(root, d))}
+        splits = {
+            d: d.lower()
+            for d in sorted(os.listdir(root)) if osp.isdir(osp.join(root, d))
+        }
     for folder in splits:
         if not osp.isdir(osp.join(root, folder)):
             raise DataError(f'split folder {osp.join(root, folder)!r} not '
                             'found: check --splits')
-    found = sorted({c for folder in splits for c in os.listdir(
-        osp.join(root, folder)) if osp.isdir(osp.join(root, folder, c))})
+    found = sorted({
+        c
+        for folder in splits
+        for c in os.listdir(osp.join(root, folder))
+        if osp.isdir(osp.join(root, folder, c))
+    })
     classes = tuple(classes) if classes is not None else tuple(found)
     unknown = sorted(set(found) - set(classes))
     if unknown:
@@ -480,8 +504,8 @@ def folder_layout(root: str,
         split_dir = osp.join(root, folder)
         for name in sorted(os.listdir(split_dir)):
             if not osp.isdir(osp.join(split_dir, name)):
-                rejected.append((osp.join(split_dir, name),
-                                 'not inside a class folder'))
+                rejected.append((osp.join(split_dir,
+                                          name), 'not inside a class folder'))
                 continue
             for filename in sorted(os.listdir(osp.join(split_dir, name))):
                 path = osp.join(split_dir, name, filename)
@@ -489,8 +513,8 @@ def folder_layout(root: str,
                     rejected.append((path, 'not an image file (extension)'))
                     continue
                 items.append(
-                    file_item(split, f'{name}/{filename}',
-                              classes.index(name), path))
+                    file_item(split, f'{name}/{filename}', classes.index(name),
+                              path))
     return Layout(items, classes, dict(layout='folder'), rejected)
 
 
@@ -517,15 +541,17 @@ def list_layout(lists: Dict[str, str], image_root: str,
             items.append(
                 file_item(split, line.name, line.label,
                           osp.join(image_root, line.name)))
-    return Layout(items, classes if isinstance(classes, int) else
-                  tuple(classes), dict(layout='list'))
+    return Layout(items,
+                  classes if isinstance(classes, int) else tuple(classes),
+                  dict(layout='list'))
 
 
-def original_layout(lmdb_path: str,
-                    list_path: str,
-                    classes: Optional[Sequence[str]] = None,
-                    image_shape: Tuple[int, int, int] = (256, 256, 3)
-                    ) -> Layout:
+def original_layout(
+    lmdb_path: str,
+    list_path: str,
+    classes: Optional[Sequence[str]] = None,
+    image_shape: Tuple[int, int, int] = (256, 256, 3)
+) -> Layout:
     """The original DMUE LMDB (raw RGB values) with its list file.
 
     Keys become the relative paths after ``<split>_``; images are re-encoded
@@ -538,12 +564,11 @@ def original_layout(lmdb_path: str,
     reader = LMDBReader(lmdb_path)
 
     def load(key: str) -> np.ndarray:
-        return raw_rgb(reader.get(key.encode()), image_shape,
-                       f'{lmdb_path}::{key}')
+        return raw_rgb(
+            reader.get(key.encode()), image_shape, f'{lmdb_path}::{key}')
 
     items = [
         PackItem(e.split, e.relpath, e.label, f'{list_path}:{e.line} '
-                 f'({e.key})', functools.partial(load, e.key))
-        for e in entries
+                 f'({e.key})', functools.partial(load, e.key)) for e in entries
     ]
     return Layout(items, names or num_classes, dict(layout='original'))

@@ -74,7 +74,8 @@ class ClassBalancedSampler(Sampler):
                              f'got {labels.min()}')
         counts = np.bincount(labels)
         self.class_counts = counts
-        self.weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+        self.weights = torch.as_tensor(
+            1.0 / counts[labels], dtype=torch.double)
         total = len(labels) if num_samples is None else int(num_samples)
         if total < 1:
             raise ValueError(f'num_samples must be positive, got {total}')
@@ -88,12 +89,13 @@ class ClassBalancedSampler(Sampler):
         generator = torch.Generator()
         generator.manual_seed(self.seed + self.epoch)
         return torch.multinomial(
-            self.weights, self.total_size, replacement=True,
+            self.weights,
+            self.total_size,
+            replacement=True,
             generator=generator)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(
-            self.global_indices()[self.rank::self.world_size].tolist())
+        return iter(self.global_indices()[self.rank::self.world_size].tolist())
 
     def __len__(self) -> int:
         return self.num_samples

@@ -39,8 +39,7 @@ def write_lmdb(path: str,
             written[split] = []
             for index, (img, label) in enumerate(zip(imgs, labels)):
                 key = f'c{label}/{index:03d}.png'
-                writer.add(split, key, img, int(label),
-                           extra={'index': index})
+                writer.add(split, key, img, int(label), extra={'index': index})
                 written[split].append((key, int(label), img))
     return written
 
@@ -59,7 +58,9 @@ def write_image(path: str, rgb: np.ndarray) -> np.ndarray:
     return cv2.imread(path, cv2.IMREAD_COLOR)
 
 
-def images(num_classes: int, per_class: int, seed: int,
+def images(num_classes: int,
+           per_class: int,
+           seed: int,
            size: int = 24) -> List[Tuple[int, np.ndarray]]:
     imgs, labels = make_pattern_images(num_classes, per_class, size, seed)
     return [(int(label), img) for img, label in zip(imgs, labels)]
@@ -79,8 +80,7 @@ def make_rafdb(root: str) -> Expected:
             expected[split][name] = (label, write_image(path, img))
             lines.append(f'{name} {label + 1}\n')
     os.makedirs(osp.join(base, 'EmoLabel'))
-    with open(osp.join(base, 'EmoLabel', 'list_patition_label.txt'),
-              'w') as f:
+    with open(osp.join(base, 'EmoLabel', 'list_patition_label.txt'), 'w') as f:
         f.writelines(lines)
     return expected
 
@@ -130,8 +130,8 @@ def make_affectnet(root: str) -> Tuple[Expected, Dict[str, int]]:
 
 
 FER_VOTE_COLUMNS = [
-    'neutral', 'happiness', 'surprise', 'sadness', 'anger', 'disgust',
-    'fear', 'contempt', 'unknown', 'NF'
+    'neutral', 'happiness', 'surprise', 'sadness', 'anger', 'disgust', 'fear',
+    'contempt', 'unknown', 'NF'
 ]
 
 
@@ -155,8 +155,15 @@ def make_ferplus(root: str) -> Tuple[Expected, Dict[str, list], dict]:
         1: [2, 0, 0, 0, 0, 0, 0, 0, 6, 2],  # unknown majority -> dropped
         2: [0, 0, 0, 0, 1, 0, 0, 0, 0, 9],  # not a face -> dropped
     }
-    dropped = {'train': {'tie': 1, 'unknown/NF majority': 2,
-                         'no image name': 1}, 'val': {}, 'test': {}}
+    dropped = {
+        'train': {
+            'tie': 1,
+            'unknown/NF majority': 2,
+            'no image name': 1
+        },
+        'val': {},
+        'test': {}
+    }
     index = 0
     for usage, split in usages:
         for label in range(8):
@@ -170,16 +177,17 @@ def make_ferplus(root: str) -> Tuple[Expected, Dict[str, list], dict]:
             elif split == 'train' and label == 3:
                 name = ''  # no image for this row
             else:
-                expected[split][name] = (label, cv2.cvtColor(
-                    grey, cv2.COLOR_GRAY2BGR))
+                expected[split][name] = (label,
+                                         cv2.cvtColor(grey,
+                                                      cv2.COLOR_GRAY2BGR))
                 votes_of[name] = votes
             old_rows.append([label, ' '.join(map(str, grey.ravel())), usage])
             new_rows.append([usage, name] + votes)
             index += 1
     # a row whose pixel string is broken: reported as unreadable
     old_rows.append([0, '1 2 3', 'Training'])
-    new_rows.append(['Training', f'fer{index:07d}.png', 9, 0, 0, 0, 0, 0, 0,
-                     0, 0, 0])
+    new_rows.append(
+        ['Training', f'fer{index:07d}.png', 9, 0, 0, 0, 0, 0, 0, 0, 0, 0])
     with open(osp.join(root, 'fer2013.csv'), 'w', newline='') as f:
         writer = csv.writer(f)
         writer.writerow(['emotion', 'pixels', 'Usage'])
@@ -203,8 +211,8 @@ def make_folder_tree(root: str,
     splits = splits or {'Train': 'train', 'Val': 'test'}
     expected: Expected = {name: {} for name in splits.values()}
     for offset, (folder, split) in enumerate(splits.items()):
-        for index, (label, img) in enumerate(
-                images(len(classes), 2, 10 + offset)):
+        for index, (label,
+                    img) in enumerate(images(len(classes), 2, 10 + offset)):
             key = f'{classes[label]}/{folder.lower()}_{index:03d}.png'
             decoded = write_image(osp.join(root, folder, key), img)
             expected[split][key] = (label, decoded)
@@ -214,8 +222,8 @@ def make_folder_tree(root: str,
     return expected
 
 
-def make_list_layout(root: str, num_classes: int = 3) -> Tuple[
-        Expected, Dict[str, str]]:
+def make_list_layout(root: str,
+                     num_classes: int = 3) -> Tuple[Expected, Dict[str, str]]:
     """Images under ``root/images`` (a path with a space) and one
     ``<path> <label>`` list per split."""
     expected: Expected = {'train': {}, 'test': {}}
@@ -233,7 +241,8 @@ def make_list_layout(root: str, num_classes: int = 3) -> Tuple[
     return expected, lists
 
 
-def make_original(root: str, num_classes: int = 8,
+def make_original(root: str,
+                  num_classes: int = 8,
                   size: int = 256) -> Tuple[Expected, str, str]:
     """An original DMUE LMDB (raw RGB values, keys ``<split>_<path>``) and
     its list file; the paths contain ``_``, which the original parser could

@@ -66,7 +66,9 @@ class TestBenchmarkConfigs:
         assert raw.dataset_type == type_ and raw.num_classes == num_classes
         assert raw.data_root == f'data/{name}/{name}.lmdb'
         assert raw.data_preprocessor == dict(
-            num_classes=num_classes, mean=[127.5] * 3, std=[127.5] * 3,
+            num_classes=num_classes,
+            mean=[127.5] * 3,
+            std=[127.5] * 3,
             to_rgb=True)
         train = raw.train_dataloader
         assert (train.batch_size, train.num_workers) == (72, 4)
@@ -78,14 +80,13 @@ class TestBenchmarkConfigs:
             'GaussianPixelNoise', 'Resize', 'RandomCrop', 'RandomFlip',
             'TorchvisionRandomErasing', 'PackInputs'
         ]
-        assert [t.type for t in raw.test_dataloader.dataset.pipeline] == [
-            'Resize', 'CenterCrop', 'PackInputs'
-        ]
+        assert [t.type for t in raw.test_dataloader.dataset.pipeline
+                ] == ['Resize', 'CenterCrop', 'PackInputs']
 
         path = str(tmp_path / f'{name}.lmdb')
         classes = DATASETS.get(type_).METAINFO['classes']
-        write_benchmark_lmdb(path, classes, set(splits),
-                             votes=name == 'ferplus')
+        write_benchmark_lmdb(
+            path, classes, set(splits), votes=name == 'ferplus')
         cfg = load(name, path)
         for loader, split in zip(LOADERS, splits):
             dataset = DATASETS.build(cfg[loader].dataset)

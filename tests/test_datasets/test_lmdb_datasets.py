@@ -44,8 +44,8 @@ class TestExpressionLMDBDataset:
         for index, (key, label, rgb) in enumerate(written['test']):
             item = ds[index]
             np.testing.assert_array_equal(
-                as_bgr_hwc(item['inputs']), cv2.cvtColor(rgb,
-                                                         cv2.COLOR_RGB2BGR))
+                as_bgr_hwc(item['inputs']),
+                cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
             sample = item['data_samples']
             assert int(sample.gt_label) == label
             assert sample.img_path == f'test/{key}'
@@ -67,8 +67,9 @@ class TestExpressionLMDBDataset:
             build(data_root=path, classes=['a', 'b', 'c', 'd'])
 
     def test_unknown_split(self, small_lmdb):
-        with pytest.raises(DataError, match=r"no split 'val'.*\['test', "
-                           r"'train'\]"):
+        with pytest.raises(
+                DataError, match=r"no split 'val'.*\['test', "
+                r"'train'\]"):
             build(data_root=small_lmdb[0], split='val')
 
     def test_missing_lmdb(self, tmp_path):
@@ -79,8 +80,8 @@ class TestExpressionLMDBDataset:
         path = str(tmp_path / 'ids.lmdb')
         write_lmdb(path, classes=3, splits={'train': 1})
         assert build(data_root=path).CLASSES == ('0', '1', '2')
-        assert build(data_root=path, classes=['x', 'y', 'z']).CLASSES == (
-            'x', 'y', 'z')
+        assert build(
+            data_root=path, classes=['x', 'y', 'z']).CLASSES == ('x', 'y', 'z')
         with pytest.raises(DataError, match='gives 2 classes'):
             build(data_root=path, classes=['x', 'y'])
 
@@ -101,14 +102,16 @@ class TestExpressionLMDBDataset:
 
     def test_missing_key(self, damaged):
         ds, keys = damaged
-        with pytest.raises(MissingKeyError,
-                           match=f"damaged.lmdb' has no key {keys[0]!r}"):
+        with pytest.raises(
+                MissingKeyError,
+                match=f"damaged.lmdb' has no key {keys[0]!r}"):
             ds[0]
 
     def test_undecodable_image(self, damaged):
         ds, keys = damaged
-        with pytest.raises(ImageDecodeError,
-                           match=r'damaged.lmdb::test/c0/001.png: 12 bytes'):
+        with pytest.raises(
+                ImageDecodeError,
+                match=r'damaged.lmdb::test/c0/001.png: 12 bytes'):
             ds[1]
 
     def test_dataloader_workers(self, small_lmdb):
@@ -116,7 +119,10 @@ class TestExpressionLMDBDataset:
         ds = build(data_root=path, split='train', serialize_data=True)
         ds[0]  # the main process opens the LMDB before the workers fork
         loader = DataLoader(
-            ds, batch_size=4, num_workers=2, collate_fn=pseudo_collate,
+            ds,
+            batch_size=4,
+            num_workers=2,
+            collate_fn=pseudo_collate,
             multiprocessing_context='fork')
         seen = [x for batch in loader for x in batch['inputs']]
         assert len(seen) == len(written['train'])
@@ -131,8 +137,9 @@ class TestExpressionLMDBDataset:
             writer.add('test', 'a', img, 0, extra={'votes': [3, 1, 0]})
             writer.add('test', 'b', img, 2, extra={'votes': [0, 1, 1]})
             writer.add('train', 'c', img, 1, extra={'other': 1})
-        with pytest.raises(DataError, match="split 'train' does not store "
-                           "'votes'"):
+        with pytest.raises(
+                DataError, match="split 'train' does not store "
+                "'votes'"):
             build(data_root=path, split='train', score_extra='votes')
         ds = build(data_root=path, split='test', score_extra='votes')
         sample = ds[0]['data_samples']
@@ -145,10 +152,11 @@ class TestExpressionLMDBDataset:
 
 class TestBenchmarkDatasets:
 
-    @pytest.mark.parametrize('name,classes', [
-        ('RAFDB', RAFDB_CLASSES), ('AffectNet7', AFFECTNET7_CLASSES),
-        ('AffectNet8', AFFECTNET8_CLASSES), ('SFEW', SFEW_CLASSES)
-    ])
+    @pytest.mark.parametrize('name,classes',
+                             [('RAFDB', RAFDB_CLASSES),
+                              ('AffectNet7', AFFECTNET7_CLASSES),
+                              ('AffectNet8', AFFECTNET8_CLASSES),
+                              ('SFEW', SFEW_CLASSES)])
     def test_canonical_classes(self, tmp_path, name, classes):
         path = str(tmp_path / 'b.lmdb')
         write_lmdb(path, classes=classes, splits={'train': 1})
@@ -156,22 +164,31 @@ class TestBenchmarkDatasets:
         assert ds.CLASSES == classes and len(ds) == len(classes)
 
     def test_wrong_classes_refused(self, small_lmdb):
-        with pytest.raises(DataError, match=r"\['Surprise'.* of the config "
-                           r"differ from \['angry'"):
+        with pytest.raises(
+                DataError,
+                match=r"\['Surprise'.* of the config "
+                r"differ from \['angry'"):
             build(type='RAFDB', data_root=small_lmdb[0])
 
     def test_ferplus_votes(self, tmp_path):
         path = str(tmp_path / 'fer.lmdb')
         votes = [6, 1, 0, 0, 1, 0, 0, 2]
         with LMDBWriter(path, FERPLUS_CLASSES) as writer:
-            writer.add('test', 'fer0.png', np.zeros((48, 48), np.uint8), 0,
-                       extra={'votes': votes, 'votes_other': [0, 0]})
-        sample = build(type='FERPlus', data_root=path,
-                       split='test')[0]['data_samples']
-        torch.testing.assert_close(sample.gt_score,
-                                   torch.tensor(votes) / 10.0)
-        hard = build(type='FERPlus', data_root=path, split='test',
-                     score_extra=None)[0]['data_samples']
+            writer.add(
+                'test',
+                'fer0.png',
+                np.zeros((48, 48), np.uint8),
+                0,
+                extra={
+                    'votes': votes,
+                    'votes_other': [0, 0]
+                })
+        sample = build(
+            type='FERPlus', data_root=path, split='test')[0]['data_samples']
+        torch.testing.assert_close(sample.gt_score, torch.tensor(votes) / 10.0)
+        hard = build(
+            type='FERPlus', data_root=path, split='test',
+            score_extra=None)[0]['data_samples']
         assert 'gt_score' not in hard and int(hard.gt_label) == 0
 
 
@@ -183,8 +200,11 @@ class TestOriginalLMDBDataset:
 
     def build(self, original, **kwargs):
         _, path, list_path = original
-        return build(type='OriginalLMDBDataset', data_root=path,
-                     ann_file=list_path, **kwargs)
+        return build(
+            type='OriginalLMDBDataset',
+            data_root=path,
+            ann_file=list_path,
+            **kwargs)
 
     @pytest.mark.parametrize('split', ['train', 'test'])
     def test_byte_identical(self, original, split):
@@ -202,8 +222,10 @@ class TestOriginalLMDBDataset:
     def test_named_classes(self, original):
         names = list(AFFECTNET8_CLASSES)
         assert self.build(original, classes=names).CLASSES == tuple(names)
-        with pytest.raises(DataError, match=r'lb2.txt:\d+: label 7 .* '
-                           r'outside the 7 classes'):
+        with pytest.raises(
+                DataError,
+                match=r'lb2.txt:\d+: label 7 .* '
+                r'outside the 7 classes'):
             self.build(original, classes=names[:7])
 
     def test_bad_list_lines(self, tmp_path, original):
@@ -220,6 +242,8 @@ class TestOriginalLMDBDataset:
             self.build((None, original[1], str(tmp_path / 'none.txt')))
 
     def test_bad_values(self, original):
-        with pytest.raises(ImageDecodeError, match=r'196608 bytes, but a raw '
-                           r'\(128, 128, 3\)'):
+        with pytest.raises(
+                ImageDecodeError,
+                match=r'196608 bytes, but a raw '
+                r'\(128, 128, 3\)'):
             self.build(original, image_shape=(128, 128, 3))[0]

@@ -66,8 +66,12 @@ class TestFormat:
     def test_map_size_grows(self, tmp_path):
         out = str(tmp_path / 'grow.lmdb')
         # 24 noisy 64x64 PNGs (~10 kB each) into a 64 kB initial map
-        write_lmdb(out, splits={'train': 6}, size=64, map_size=1 << 16,
-                   commit_every=5)
+        write_lmdb(
+            out,
+            splits={'train': 6},
+            size=64,
+            map_size=1 << 16,
+            commit_every=5)
         env = open_lmdb(out)
         assert env.info()['map_size'] > 1 << 16
         env.close()
@@ -100,16 +104,16 @@ class TestAtomicResume:
                 for n, (split, key, label, img) in enumerate(order):
                     if n == 10:
                         raise Stop
-                    writer.add(split, key, img, label,
-                               extra={'index': int(key[3:6])})
+                    writer.add(
+                        split, key, img, label, extra={'index': int(key[3:6])})
         assert not osp.exists(out) and osp.isdir(out + '.partial')
         with LMDBWriter(out, CLASSES, commit_every=4) as writer:
             assert writer.resumed == 10 and len(writer) == 10
             for split, key, label, img in order:
                 if not writer.has(split, key):
                     imgs[key] = img
-                    writer.add(split, key, img, label,
-                               extra={'index': int(key[3:6])})
+                    writer.add(
+                        split, key, img, label, extra={'index': int(key[3:6])})
         assert len(imgs) == len(order) - 10
         assert lmdb_entries(out) == lmdb_entries(reference)
 
@@ -228,8 +232,9 @@ class TestReaderProcesses:
         pid = os.fork()
         if pid == 0:  # child: must not reuse the parent's environment
             try:
-                ok = (reader.get(META_KEY) == value
-                      and shared_lmdb(small_lmdb[0]) is not parent_env)
+                ok = (
+                    reader.get(META_KEY) == value
+                    and shared_lmdb(small_lmdb[0]) is not parent_env)
                 os.write(write, b'1' if ok else b'0')
             finally:
                 os._exit(0)

@@ -27,9 +27,13 @@ def read_back(path, dataset_type='ExpressionLMDBDataset', **kwargs):
     found, classes = {}, None
     for split in read_lmdb_metadata(path)['splits']:
         ds = DATASETS.build(
-            dict(type=dataset_type, data_root=path, split=split,
-                 pipeline=[dict(type='PackInputs')], serialize_data=False,
-                 **kwargs))
+            dict(
+                type=dataset_type,
+                data_root=path,
+                split=split,
+                pipeline=[dict(type='PackInputs')],
+                serialize_data=False,
+                **kwargs))
         classes = ds.CLASSES
         found[split] = {}
         for item in ds:
@@ -41,8 +45,13 @@ def read_back(path, dataset_type='ExpressionLMDBDataset', **kwargs):
 
 
 def assert_same(found, expected):
-    assert {s: sorted(v) for s, v in found.items()} == {
-        s: sorted(v) for s, v in expected.items() if v}
+    assert {
+        s: sorted(v)
+        for s, v in found.items()
+    } == {
+        s: sorted(v)
+        for s, v in expected.items() if v
+    }
     for split, samples in expected.items():
         for key, (label, image) in samples.items():
             assert found[split][key][0] == label, (split, key)
@@ -72,8 +81,10 @@ class TestRAFDB:
 
     def test_jpeg_files_are_stored_as_they_are(self, tmp_path):
         make_rafdb(str(tmp_path / 'raf'))
-        summary = pack(rafdb_layout(str(tmp_path / 'raf' / 'basic')),
-                       tmp_path, image_format='jpeg')
+        summary = pack(
+            rafdb_layout(str(tmp_path / 'raf' / 'basic')),
+            tmp_path,
+            image_format='jpeg')
         source = tmp_path / 'raf/basic/Image/aligned/train_00001_aligned.jpg'
         assert LMDBReader(summary.out_path).get(
             b'train/train_00001.jpg') == source.read_bytes()
@@ -84,8 +95,10 @@ class TestRAFDB:
         lines = label_file.read_text().splitlines()
         lines[2] = 'train_00003.jpg 8'
         label_file.write_text('\n'.join(lines) + '\n')
-        with pytest.raises(DataError, match=r'list_patition_label.txt:3: '
-                           r'expected "train_\*\|test_\* <1-7>"'):
+        with pytest.raises(
+                DataError,
+                match=r'list_patition_label.txt:3: '
+                r'expected "train_\*\|test_\* <1-7>"'):
             rafdb_layout(str(tmp_path / 'raf'))
 
 
@@ -95,14 +108,17 @@ class TestAffectNet:
     def test_pack_and_read_back(self, tmp_path, num_classes):
         expected, _ = make_affectnet(str(tmp_path / 'aff'))
         expected = {
-            split: {k: v for k, v in samples.items() if v[0] < num_classes}
+            split: {
+                k: v
+                for k, v in samples.items() if v[0] < num_classes
+            }
             for split, samples in expected.items()
         }
-        summary = pack(affectnet_layout(str(tmp_path / 'aff'), num_classes),
-                       tmp_path)
+        summary = pack(
+            affectnet_layout(str(tmp_path / 'aff'), num_classes), tmp_path)
         found, classes = read_back(summary.out_path, f'AffectNet{num_classes}')
-        assert classes == (AFFECTNET7_CLASSES, AFFECTNET8_CLASSES)[
-            num_classes - 7]
+        assert classes == (AFFECTNET7_CLASSES,
+                           AFFECTNET8_CLASSES)[num_classes - 7]
         assert_same(found, expected)
         dropped = {'8 None': 1, '9 Uncertain': 1, '10 No-Face': 1}
         if num_classes == 7:
@@ -122,8 +138,10 @@ class TestAffectNet:
         make_affectnet(str(tmp_path / 'aff'))
         path = tmp_path / 'aff/Manually_Annotated_file_lists/training.csv'
         path.write_text(path.read_text() + 'x/y.jpg,0,0,1,1,,11,0,0\n')
-        with pytest.raises(DataError, match=r'training.csv:15: expression '
-                           r'code 11 is outside 0-10'):
+        with pytest.raises(
+                DataError,
+                match=r'training.csv:15: expression '
+                r'code 11 is outside 0-10'):
             affectnet_layout(str(tmp_path / 'aff'))
 
 
@@ -141,24 +159,27 @@ class TestFERPlus:
 
     def test_pack_and_read_back(self, tmp_path):
         expected, votes_of, dropped = make_ferplus(str(tmp_path))
-        layout = ferplus_layout(str(tmp_path / 'fer2013.csv'),
-                                str(tmp_path / 'fer2013new.csv'))
+        layout = ferplus_layout(
+            str(tmp_path / 'fer2013.csv'), str(tmp_path / 'fer2013new.csv'))
         summary = pack(layout, tmp_path)
         assert summary.dropped == dropped
         assert summary.counts == {'train': 4, 'val': 8, 'test': 8}
         (source, reason), = report_lines(summary)
         assert source.endswith('fer2013.csv:26') and '2304' in reason
-        found, classes = read_back(summary.out_path, 'FERPlus',
-                                   score_extra=None)
+        found, classes = read_back(
+            summary.out_path, 'FERPlus', score_extra=None)
         assert classes == FERPLUS_CLASSES
         assert_same(found, expected)
         for item in DATASETS.build(
-                dict(type='FERPlus', data_root=summary.out_path, split='val',
-                     pipeline=[dict(type='PackInputs')])):
+                dict(
+                    type='FERPlus',
+                    data_root=summary.out_path,
+                    split='val',
+                    pipeline=[dict(type='PackInputs')])):
             sample = item['data_samples']
             votes = np.asarray(votes_of[sample.img_path.split('/')[1]][:8])
-            np.testing.assert_allclose(sample.gt_score.numpy(),
-                                       votes / votes.sum(), rtol=1e-6)
+            np.testing.assert_allclose(
+                sample.gt_score.numpy(), votes / votes.sum(), rtol=1e-6)
 
     def test_misaligned_files(self, tmp_path):
         make_ferplus(str(tmp_path))
@@ -168,8 +189,9 @@ class TestFERPlus:
         with pytest.raises(DataError, match='has 24 rows but .* has 25'):
             ferplus_layout(str(tmp_path / 'fer2013.csv'), str(new))
         new.write_text('Usage,name\n')
-        with pytest.raises(DataError, match=r"header lacks the columns "
-                           r"\['Image name'"):
+        with pytest.raises(
+                DataError, match=r"header lacks the columns "
+                r"\['Image name'"):
             ferplus_layout(str(tmp_path / 'fer2013.csv'), str(new))
 
 
@@ -178,7 +200,10 @@ class TestFolderListOriginal:
     def test_sfew_folder(self, tmp_path):
         expected = make_folder_tree(str(tmp_path / 'sfew'))
         layout = folder_layout(
-            str(tmp_path / 'sfew'), {'Train': 'train', 'Val': 'test'})
+            str(tmp_path / 'sfew'), {
+                'Train': 'train',
+                'Val': 'test'
+            })
         summary = pack(layout, tmp_path)
         found, classes = read_back(summary.out_path, 'SFEW')
         assert classes == SFEW_CLASSES
@@ -191,8 +216,10 @@ class TestFolderListOriginal:
         layout = folder_layout(str(tmp_path / 't'))
         assert layout.classes == ('a', 'b')
         assert {item.split for item in layout.items} == {'tr'}
-        with pytest.raises(DataError, match=r"class folders \['b'\] are not "
-                           'among the classes'):
+        with pytest.raises(
+                DataError,
+                match=r"class folders \['b'\] are not "
+                'among the classes'):
             folder_layout(str(tmp_path / 't'), classes=['a'])
 
     def test_list(self, tmp_path):
@@ -203,8 +230,10 @@ class TestFolderListOriginal:
         found, classes = read_back(summary.out_path)
         assert classes == ('x', 'y', 'z')
         assert_same(found, expected)
-        with pytest.raises(DataError, match=r'train.txt:\d+: label 2 is '
-                           'outside the 2 classes'):
+        with pytest.raises(
+                DataError,
+                match=r'train.txt:\d+: label 2 is '
+                'outside the 2 classes'):
             list_layout(lists, str(tmp_path / 'images'), 2)
 
     def test_original(self, tmp_path):
@@ -217,16 +246,16 @@ class TestFolderListOriginal:
 
     def test_resize(self, tmp_path):
         make_rafdb(str(tmp_path / 'raf'))
-        summary = pack(rafdb_layout(str(tmp_path / 'raf')), tmp_path,
-                       resize=32)
+        summary = pack(
+            rafdb_layout(str(tmp_path / 'raf')), tmp_path, resize=32)
         meta = read_lmdb_metadata(summary.out_path)
         assert meta['splits']['test']['image_size'] == [32, 32]
 
 
 class TestResume:
 
-    def test_interrupted_pack_resumes_to_the_same_lmdb(
-            self, tmp_path, monkeypatch):
+    def test_interrupted_pack_resumes_to_the_same_lmdb(self, tmp_path,
+                                                       monkeypatch):
         make_affectnet(str(tmp_path / 'aff'))
         layout = affectnet_layout(str(tmp_path / 'aff'))
         reference = pack(layout, tmp_path, 'ref.lmdb', commit_every=3)

@@ -45,8 +45,8 @@ def ranks(dataset, world_size, monkeypatch, **kwargs):
     """One sampler per rank, as each process would build it."""
     result = []
     for rank in range(world_size):
-        monkeypatch.setattr(samplers, 'get_dist_info',
-                            lambda r=rank: (r, world_size))
+        monkeypatch.setattr(
+            samplers, 'get_dist_info', lambda r=rank: (r, world_size))
         result.append(ClassBalancedSampler(dataset, **kwargs))
     return result
 
@@ -85,8 +85,7 @@ class TestClassBalancedSampler:
     def test_two_ranks_split_one_stream(self, monkeypatch):
         dataset = FakeDataset()
         single, = ranks(dataset, 1, monkeypatch, seed=5, num_samples=1001)
-        rank0, rank1 = ranks(dataset, 2, monkeypatch, seed=5,
-                             num_samples=1001)
+        rank0, rank1 = ranks(dataset, 2, monkeypatch, seed=5, num_samples=1001)
         assert len(rank0) == len(rank1) == 501  # ceil(1001 / 2)
         # disjoint positions of one global stream (1002 draws) ...
         stream = rank0.global_indices()
@@ -111,8 +110,8 @@ class TestClassBalancedSampler:
     def test_labels_from_get_cat_ids(self):
         sampler = ClassBalancedSampler(CatIdsDataset((3, 1)), seed=0)
         torch.testing.assert_close(
-            sampler.weights, torch.tensor([1 / 3] * 3 + [1.0],
-                                          dtype=torch.double))
+            sampler.weights,
+            torch.tensor([1 / 3] * 3 + [1.0], dtype=torch.double))
 
     def test_bad_arguments(self):
         with pytest.raises(ValueError, match='empty'):

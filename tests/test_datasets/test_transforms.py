@@ -58,8 +58,11 @@ class TestTorchvisionRandomErasing:
         assert box.all()  # one filled rectangle
         assert 0.02 * 224 * 224 - 224 <= mask.sum() <= 0.25 * 224 * 224 + 448
         preprocessor = MODELS.build(
-            dict(type='ClsDataPreprocessor', mean=[127.5] * 3,
-                 std=[127.5] * 3, to_rgb=True))
+            dict(
+                type='ClsDataPreprocessor',
+                mean=[127.5] * 3,
+                std=[127.5] * 3,
+                to_rgb=True))
         inputs = preprocessor(
             {'inputs': [torch.from_numpy(out).permute(2, 0, 1)]})['inputs']
         assert (inputs[0][:, mask] == 0).all()
@@ -79,8 +82,8 @@ class TestTorchvisionRandomErasing:
         torch.manual_seed(0)
         size, draws = 64, 1000
         ours = build('TorchvisionRandomErasing', value=127.5)
-        theirs = tvt.RandomErasing(p=0.5, scale=(0.02, 0.25),
-                                   ratio=(0.3, 3.3), value=0)
+        theirs = tvt.RandomErasing(
+            p=0.5, scale=(0.02, 0.25), ratio=(0.3, 3.3), value=0)
 
         def stats(masks):
             erased = [m for m in masks if m.any()]

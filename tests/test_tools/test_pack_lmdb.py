@@ -40,10 +40,12 @@ class TestPackTool:
         tool = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(tool)
         for argv, message in [
-            (['rafdb', str(tmp_path), '-o', 'x'],
-             "error: RAF-DB label file '"),
-            (['list', '--list', 'train', '--image-root', '.', '--classes',
-              '2', '-o', 'x'], 'error: --list takes NAME=VALUE items'),
+            (['rafdb', str(tmp_path), '-o',
+              'x'], "error: RAF-DB label file '"),
+            ([
+                'list', '--list', 'train', '--image-root', '.', '--classes',
+                '2', '-o', 'x'
+            ], 'error: --list takes NAME=VALUE items'),
         ]:
             monkeypatch.setattr(sys, 'argv', ['pack_lmdb.py'] + argv)
             with pytest.raises(SystemExit) as exit_info:
@@ -55,20 +57,25 @@ class TestPackTool:
     def test_sigkill_then_resume_equals_uninterrupted(self, tmp_path):
         make_rafdb(str(tmp_path / 'raf'))
         root = str(tmp_path / 'raf')
-        reference = pack_layout(rafdb_layout(root), str(tmp_path / 'ref'),
-                                progress=False, commit_every=4)
+        reference = pack_layout(
+            rafdb_layout(root),
+            str(tmp_path / 'ref'),
+            progress=False,
+            commit_every=4)
         out = str(tmp_path / 'out.lmdb')
         argv = ['rafdb', root, '-o', out, '--commit-every', '4']
-        killed = run_tool(
-            [sys.executable, '-c',
-             KILL_AFTER_10.format(tools=TOOLS, argv=argv)],
-            timeout=120, check=False)
+        killed = run_tool([
+            sys.executable, '-c',
+            KILL_AFTER_10.format(tools=TOOLS, argv=argv)
+        ],
+                          timeout=120,
+                          check=False)
         assert killed.returncode == -signal.SIGKILL
         assert not osp.exists(out) and osp.isdir(out + '.partial')
 
         resumed = run_tool([PACK] + argv + ['--resume'], timeout=120)
         assert (f'packed {out}: train 14, test 7 (13 written now, 8 resumed)'
                 in resumed.stdout)
-        assert (f'0 unreadable images listed in {out}.unreadable.txt' in
-                resumed.stdout)
+        assert (f'0 unreadable images listed in {out}.unreadable.txt'
+                in resumed.stdout)
         assert lmdb_entries(out) == lmdb_entries(reference.out_path)

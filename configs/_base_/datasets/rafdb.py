@@ -1,4 +1,5 @@
-# RAF-DB basic (7 classes), packed with: tools/pack_lmdb.py rafdb
+# RAF-DB basic (7 classes), packed with:
+#   tools/pack_lmdb.py rafdb RAF-DB/basic -o data/rafdb/rafdb.lmdb
 _base_ = ['./expression_lmdb.py']
 dataset_type = 'RAFDB'
 data_root = 'data/rafdb/rafdb.lmdb'

@@ -1,4 +1,6 @@
-# SFEW 2.0 (7 classes; test = the official Val), packed with: tools/pack_lmdb.py folder --splits Train=train Val=test
+# SFEW 2.0 (7 classes; test = the official Val set), packed with:
+#   tools/pack_lmdb.py folder ROOT --splits Train=train Val=test \
+#       -o data/sfew/sfew.lmdb
 _base_ = ['./expression_lmdb.py']
 dataset_type = 'SFEW'
 data_root = 'data/sfew/sfew.lmdb'
