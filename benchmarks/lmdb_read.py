@@ -118,28 +118,20 @@ def readers(paths: Dict[str, str]) -> Dict[str, Callable[[], int]]:
 
         return run
 
-    return {
-        'read/folder':
-        from_files(ignore),
-        'read/lmdb-jpeg':
-        from_lmdb(paths['jpeg'], ignore),
-        'read/lmdb-png':
-        from_lmdb(paths['png'], ignore),
-        'raw/folder':
-        from_files(decode),
-        'raw/lmdb-jpeg':
-        from_lmdb(paths['jpeg'], decode),
-        'raw/lmdb-png':
-        from_lmdb(paths['png'], decode),
-        'dataset/folder':
-        dataset(
+    variants = {
+        'read/folder': from_files(ignore),
+        'raw/folder': from_files(decode),
+        'dataset/folder': dataset(
             dict(type='CustomDataset', data_root=paths['folder']),
             loading=(dict(type='LoadImageFromFile'), )),
-        'dataset/lmdb-jpeg':
-        dataset(dict(type='ExpressionLMDBDataset', data_root=paths['jpeg'])),
-        'dataset/lmdb-png':
-        dataset(dict(type='ExpressionLMDBDataset', data_root=paths['png'])),
     }
+    for image_format in ('jpeg', 'png'):
+        path = paths[image_format]
+        variants[f'read/lmdb-{image_format}'] = from_lmdb(path, ignore)
+        variants[f'raw/lmdb-{image_format}'] = from_lmdb(path, decode)
+        variants[f'dataset/lmdb-{image_format}'] = dataset(
+            dict(type='ExpressionLMDBDataset', data_root=path))
+    return variants
 
 
 def measure(variants: Dict[str, Callable[[], int]],

@@ -88,7 +88,7 @@ class TestExpressionLMDBDataset:
     @pytest.fixture
     def damaged(self, tmp_path, small_lmdb):
         """A copy of the small LMDB whose first test image is missing and
-        second one is garbage."""
+        second one is not an image."""
         path = str(tmp_path / 'damaged.lmdb')
         shutil.copytree(small_lmdb[0], path)
         keys = [f'test/{k}'.encode() for k, _, _ in small_lmdb[1]['test']]
@@ -98,21 +98,16 @@ class TestExpressionLMDBDataset:
             txn.delete(keys[0])
             txn.put(keys[1], b'not an image')
         env.close()
-        return build(data_root=path, split='test'), keys
+        return build(data_root=path, split='test')
 
-    def test_missing_key(self, damaged):
-        ds, keys = damaged
-        with pytest.raises(
-                MissingKeyError,
-                match=f"damaged.lmdb' has no key {keys[0]!r}"):
-            ds[0]
-
-    def test_undecodable_image(self, damaged):
-        ds, keys = damaged
-        with pytest.raises(
-                ImageDecodeError,
-                match=r'damaged.lmdb::test/c0/001.png: 12 bytes'):
-            ds[1]
+    @pytest.mark.parametrize('index,error,match', [
+        (0, MissingKeyError, "damaged.lmdb' has no key b'test/c0/000.png'"),
+        (1, ImageDecodeError, 'damaged.lmdb::test/c0/001.png: 12 bytes'),
+    ])
+    def test_missing_key_and_undecodable_image(self, damaged, index, error,
+                                               match):
+        with pytest.raises(error, match=match):
+            damaged[index]
 
     def test_dataloader_workers(self, small_lmdb):
         path, written = small_lmdb

@@ -78,6 +78,15 @@ class TestFormat:
         assert read_lmdb_metadata(out)['splits']['train']['count'] == 24
 
 
+def interrupted(out: str) -> str:
+    """Start a pack of one image, then fail: leaves ``<out>.partial``."""
+    with pytest.raises(ZeroDivisionError):
+        with LMDBWriter(out, CLASSES) as writer:
+            writer.add('train', 'old', np.zeros((4, 4, 3), np.uint8), 0)
+            1 / 0
+    return out
+
+
 class TestAtomicResume:
 
     def test_output_appears_only_when_complete(self, tmp_path):
@@ -118,20 +127,12 @@ class TestAtomicResume:
         assert lmdb_entries(out) == lmdb_entries(reference)
 
     def test_no_resume_starts_afresh(self, tmp_path):
-        out = str(tmp_path / 'b.lmdb')
-        with pytest.raises(ZeroDivisionError):
-            with LMDBWriter(out, CLASSES) as writer:
-                writer.add('train', 'old', np.zeros((4, 4, 3), np.uint8), 0)
-                1 / 0
+        out = interrupted(str(tmp_path / 'b.lmdb'))
         with LMDBWriter(out, CLASSES, resume=False) as writer:
             assert not writer.has('train', 'old')
 
     def test_resume_with_other_settings_is_refused(self, tmp_path):
-        out = str(tmp_path / 'c.lmdb')
-        with pytest.raises(ZeroDivisionError):
-            with LMDBWriter(out, CLASSES) as writer:
-                writer.add('train', 'old', np.zeros((4, 4, 3), np.uint8), 0)
-                1 / 0
+        out = interrupted(str(tmp_path / 'c.lmdb'))
         with pytest.raises(DataError, match='image_format'):
             LMDBWriter(out, CLASSES, image_format='jpeg')
 
@@ -202,11 +203,7 @@ class TestReaderErrors:
             read_lmdb_metadata(out)
 
     def test_unfinished_pack(self, tmp_path):
-        out = str(tmp_path / 'u.lmdb')
-        with pytest.raises(ZeroDivisionError):
-            with LMDBWriter(out, CLASSES) as writer:
-                writer.add('train', 'k', np.zeros((4, 4, 3), np.uint8), 0)
-                1 / 0
+        out = interrupted(str(tmp_path / 'u.lmdb'))
         with pytest.raises(DataError, match='--resume'):
             read_lmdb_metadata(out + '.partial')
 
