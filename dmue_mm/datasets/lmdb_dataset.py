@@ -160,6 +160,14 @@ class ExpressionLMDBDataset(LMDBImageDataset):
                 f'{self.split!r}; its splits are {sorted(splits)}: '
                 'fix the dataset\'s `split`')
         info = splits[self.split]
+        labels = np.asarray(info['labels'], dtype=np.int64)
+        outside = (labels < 0) | (labels >= meta['num_classes'])
+        if outside.any():
+            index = int(np.argmax(outside))
+            raise DataError(
+                f'LMDB {self.lmdb_path!r}: label {labels[index]} of '
+                f'{self.split}/{info["keys"][index]} is outside the '
+                f'{meta["num_classes"]} classes; re-pack it')
         scores = self._scores(info, meta['num_classes'])
         data_list = []
         for index, (key,

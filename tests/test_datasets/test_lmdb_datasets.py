@@ -1,5 +1,6 @@
 """ExpressionLMDBDataset, the benchmark classes and the original-format
 reader, built from config dicts."""
+import json
 import shutil
 
 import cv2
@@ -16,6 +17,7 @@ from dmue_mm.datasets import (AFFECTNET7_CLASSES, AFFECTNET8_CLASSES,
                               FERPLUS_CLASSES, RAFDB_CLASSES, SFEW_CLASSES,
                               ImageDecodeError, LMDBWriter, MissingKeyError,
                               close_lmdb)
+from dmue_mm.datasets.lmdb_io import META_KEY
 from dmue_mm.utils import DataError
 from .fakes import CLASSES, make_original, write_lmdb
 
@@ -84,6 +86,21 @@ class TestExpressionLMDBDataset:
             data_root=path, classes=['x', 'y', 'z']).CLASSES == ('x', 'y', 'z')
         with pytest.raises(DataError, match='gives 2 classes'):
             build(data_root=path, classes=['x', 'y'])
+
+    def test_label_outside_classes(self, tmp_path):
+        path = str(tmp_path / 'bad_label.lmdb')
+        write_lmdb(path, splits={'train': 1})
+        env = lmdb.open(path)
+        with env.begin(write=True) as txn:
+            meta = json.loads(txn.get(META_KEY))
+            meta['splits']['train']['labels'][2] = 9
+            txn.put(META_KEY, json.dumps(meta).encode())
+        env.close()
+        with pytest.raises(
+                DataError,
+                match=r'label 9 of train/c2/002.png '
+                'is outside the 4 classes'):
+            build(data_root=path)
 
     @pytest.fixture
     def damaged(self, tmp_path, small_lmdb):
