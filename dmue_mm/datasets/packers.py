@@ -300,7 +300,7 @@ def affectnet_layout(root: str,
         dropped[split] = counts = Counter()
         for number, relpath, code in _affectnet_rows(path):
             if code in dropped_codes:
-                counts[f'{code} {dropped_codes[code]}'] += 1
+                counts[code] += 1
                 continue
             items.append(
                 file_item(split, relpath, code,
@@ -310,7 +310,10 @@ def affectnet_layout(root: str,
         dict(
             layout=f'affectnet{num_classes}',
             dropped={
-                s: dict(sorted(c.items()))
+                s: {
+                    f'{code} {dropped_codes[code]}': n
+                    for code, n in sorted(c.items())
+                }
                 for s, c in dropped.items()
             }))
 
