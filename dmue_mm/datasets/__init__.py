@@ -9,6 +9,9 @@ from .lmdb_io import (ImageDecodeError, LMDBReader, LMDBWriter,
                       MissingKeyError, close_lmdb, decode_image, encode_image,
                       open_lmdb, read_lmdb_metadata, shared_lmdb)
 from .original_lmdb import OriginalLMDBDataset, parse_original_list
+from .packers import (Layout, PackItem, PackSummary, affectnet_layout,
+                      ferplus_layout, folder_layout, list_layout,
+                      original_layout, pack_layout, rafdb_layout)
 from .samplers import ClassBalancedSampler
 from .transforms import GaussianPixelNoise, TorchvisionRandomErasing
 
@@ -19,5 +22,8 @@ __all__ = [
     'ImageDecodeError', 'MissingKeyError', 'LMDBReader', 'LMDBWriter',
     'close_lmdb', 'decode_image', 'encode_image', 'open_lmdb', 'shared_lmdb',
     'read_lmdb_metadata', 'OriginalLMDBDataset', 'parse_original_list',
-    'ClassBalancedSampler', 'GaussianPixelNoise', 'TorchvisionRandomErasing'
+    'Layout', 'PackItem', 'PackSummary', 'pack_layout', 'rafdb_layout',
+    'affectnet_layout', 'ferplus_layout', 'folder_layout', 'list_layout',
+    'original_layout', 'ClassBalancedSampler', 'GaussianPixelNoise',
+    'TorchvisionRandomErasing'
 ]

@@ -37,7 +37,8 @@ from .original_lmdb import original_classes, parse_original_list, raw_rgb
 __all__ = [
     'PackItem', 'Layout', 'PackSummary', 'IMAGE_EXTENSIONS', 'pack_layout',
     'rafdb_layout', 'affectnet_layout', 'ferplus_layout', 'folder_layout',
-    'list_layout', 'original_layout', 'ferplus_label'
+    'list_layout', 'original_layout', 'ferplus_label', 'file_item',
+    'FERPLUS_SPLITS'
 ]
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp',
