@@ -1,3 +1,3 @@
-from . import backbones, heads, losses  # noqa: F401  register
+from . import backbones, classifiers, heads, losses, utils  # noqa: F401
 
 __all__ = []

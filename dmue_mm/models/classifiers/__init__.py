@@ -1,0 +1,3 @@
+from .dmue_classifier import DMUEClassifier
+
+__all__ = ['DMUEClassifier']

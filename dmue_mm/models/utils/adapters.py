@@ -1,0 +1,422 @@
+"""Backbone adapters: how DMUE splits a backbone into trunk and last stage.
+
+DMUE duplicates the last stage of the backbone: the backbone's own last stage
+is the target branch and the head owns ``K`` copies of it (the auxiliary
+branches). An adapter knows, for one backbone family,
+
+* which modules form the last stage (:meth:`BackboneAdapter.stage_paths`),
+* how to run the trunk, i.e. everything before the last stage
+  (:meth:`BackboneAdapter.forward_trunk`, shared by every family: the
+  backbone's own ``forward`` runs until the first last-stage module is
+  called, so subclasses with their own stem such as ``FaceResNet`` need
+  nothing extra),
+* how to run a copy of the last stage and pool its output to the feature
+  ``f`` of shape (B, D) (:meth:`BackboneAdapter.forward_stage`),
+* the feature width ``D`` and the stock neck a deploy model needs
+  (:attr:`BackboneAdapter.deploy_neck`).
+
+Adapters are found by backbone class (``isinstance``) or picked explicitly
+with the classifier's ``adapter`` config key (a name from
+:func:`adapter_names`, or ``dict(type=name, **options)``).
+"""
+import copy
+from dataclasses import dataclass, field
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Tuple,
+                    Type, Union)
+
+import torch
+import torch.nn as nn
+from mmpretrain.models.backbones import (ConvNeXt, MobileNetV2, ResNet,
+                                         SwinTransformer, VisionTransformer)
+
+__all__ = [
+    'StageInput', 'BackboneAdapter', 'ResNetAdapter', 'MobileNetV2Adapter',
+    'ConvNeXtAdapter', 'ViTAdapter', 'SwinAdapter', 'register_adapter',
+    'build_adapter', 'adapter_names', 'stage_key'
+]
+
+GAP_NECK = dict(type='GlobalAveragePooling')
+
+
+@dataclass
+class StageInput:
+    """The call arguments of the first last-stage module.
+
+    ``args[0]`` is the batch tensor (batch first); the other arguments (for
+    example Swin's ``hw_shape``) are the same for every sample.
+    """
+    args: Tuple[Any, ...]
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def batch(self) -> torch.Tensor:
+        """The batch tensor entering the last stage."""
+        return self.args[0]
+
+    def take(self, index: torch.Tensor,
+             channels_last: bool = False) -> 'StageInput':
+        """A copy of the rows ``index`` (1-D, long), in that order.
+
+        Args:
+            index (Tensor): Row indices.
+            channels_last (bool): Store a 4-D batch channels-last.
+        """
+        rows = self.args[0].index_select(0, index)
+        if channels_last and rows.dim() == 4:
+            rows = rows.contiguous(memory_format=torch.channels_last)
+        return self._with_batch(rows)
+
+    def narrow(self, start: int, length: int) -> 'StageInput':
+        """The rows ``start:start + length`` as a view (no copy)."""
+        return self._with_batch(self.args[0].narrow(0, start, length))
+
+    def _with_batch(self, rows: torch.Tensor) -> 'StageInput':
+        return StageInput((rows, ) + tuple(self.args[1:]), dict(self.kwargs))
+
+
+class _StageReached(Exception):
+    """Raised by a pre-hook to stop the backbone before its last stage."""
+
+    def __init__(self, args: tuple, kwargs: dict):
+        super().__init__()
+        self.args_ = args
+        self.kwargs_ = kwargs
+
+
+def stage_key(path: str) -> str:
+    """Name of a last-stage module inside a branch (``stages.3`` ->
+    ``stages_3``; module names may not contain dots)."""
+    return path.replace('.', '_')
+
+
+class BackboneAdapter:
+    """Base class: trunk/last-stage split of one backbone family.
+
+    Args:
+        backbone (nn.Module): The built backbone. Subclasses check that it is
+            configured so that its output is the pooled last stage.
+    """
+
+    #: Backbone classes this adapter serves (``isinstance``).
+    backbone_types: Tuple[type, ...] = ()
+    #: Config of the stock MMPretrain neck of the deploy model (None: the
+    #: backbone output is already a (B, D) vector).
+    deploy_neck: Optional[dict] = GAP_NECK
+    #: Run the auxiliary copies channels-last (faster dense 3x3 convs on
+    #: CPU and with cuDNN); the backbone itself is left as configured.
+    channels_last: bool = False
+
+    def __init__(self, backbone: nn.Module):
+        self.backbone = backbone
+        self.check()
+
+    # -- family specific --------------------------------------------------
+    def stage_paths(self) -> List[str]:
+        """Dotted paths (in the backbone) of the last-stage modules, in
+        call order."""
+        raise NotImplementedError
+
+    @property
+    def feat_dim(self) -> int:
+        """Width ``D`` of the pooled feature."""
+        raise NotImplementedError
+
+    def forward_stage(self, stage: Mapping[str, nn.Module],
+                      inputs: StageInput) -> torch.Tensor:
+        """Run a last stage (the backbone's or a copy) and pool.
+
+        Args:
+            stage (Mapping[str, nn.Module]): The stage modules by
+                :func:`stage_key`.
+            inputs (StageInput): What the trunk produced.
+
+        Returns:
+            Tensor: The feature ``f`` of shape (B, D).
+        """
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise ValueError if the backbone config does not fit DMUE."""
+
+    def _check_last_out_index(self, num_stages: int, option: str) -> None:
+        out_indices = list(getattr(self.backbone, 'out_indices', []))
+        if out_indices != [num_stages - 1]:
+            raise ValueError(
+                f'{type(self.backbone).__name__} for DMUE must output its '
+                f'last stage only: set model.backbone.{option}, got '
+                f'out_indices={out_indices}')
+
+    # -- shared -----------------------------------------------------------
+    @property
+    def stage_keys(self) -> List[str]:
+        """Names of the last-stage modules inside a branch."""
+        return [stage_key(p) for p in self.stage_paths()]
+
+    @property
+    def target_stage(self) -> Dict[str, nn.Module]:
+        """The backbone's own last-stage modules (the target branch)."""
+        return {
+            stage_key(p): self.backbone.get_submodule(p)
+            for p in self.stage_paths()
+        }
+
+    def make_branch(self) -> nn.ModuleDict:
+        """A fresh deep copy of the backbone's last stage."""
+        branch = nn.ModuleDict({
+            key: copy.deepcopy(module)
+            for key, module in self.target_stage.items()
+        })
+        if self.channels_last:
+            branch.to(memory_format=torch.channels_last)
+        return branch
+
+    def forward_trunk(self, inputs: torch.Tensor) -> StageInput:
+        """Run the backbone up to (not including) its last stage.
+
+        The backbone's own ``forward`` runs until it calls the first
+        last-stage module, whose call arguments are captured.
+
+        Args:
+            inputs (Tensor): Images (B, 3, H, W).
+
+        Returns:
+            StageInput: The arguments of the last stage.
+        """
+        first = self.backbone.get_submodule(self.stage_paths()[0])
+
+        def stop(module, args, kwargs):
+            raise _StageReached(args, kwargs)
+
+        handle = first.register_forward_pre_hook(stop, with_kwargs=True)
+        try:
+            self.backbone(inputs)
+        except _StageReached as reached:
+            return StageInput(tuple(reached.args_), dict(reached.kwargs_))
+        finally:
+            handle.remove()
+        raise RuntimeError(
+            f'{type(self.backbone).__name__}.forward never called '
+            f'{self.stage_paths()[0]}: the adapter '
+            f'{type(self).__name__} does not fit this backbone')
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Trunk and target branch: the feature ``f`` (B, D)."""
+        return self.forward_stage(self.target_stage,
+                                  self.forward_trunk(inputs))
+
+
+_ADAPTERS: Dict[str, Type[BackboneAdapter]] = {}
+
+
+def register_adapter(name: str) -> Callable[[type], type]:
+    """Class decorator adding an adapter to the table under ``name``."""
+
+    def wrap(cls: Type[BackboneAdapter]) -> Type[BackboneAdapter]:
+        if name in _ADAPTERS:
+            raise ValueError(f'adapter {name!r} is already registered')
+        _ADAPTERS[name] = cls
+        return cls
+
+    return wrap
+
+
+def adapter_names() -> List[str]:
+    """Names accepted by the classifier's ``adapter`` key."""
+    return sorted(_ADAPTERS)
+
+
+def build_adapter(cfg: Union[None, str, dict],
+                  backbone: nn.Module) -> BackboneAdapter:
+    """Build the adapter of ``backbone``.
+
+    Args:
+        cfg (None | str | dict): None picks the adapter by backbone class;
+            a name or ``dict(type=name, **options)`` picks one explicitly.
+        backbone (nn.Module): The built backbone.
+
+    Returns:
+        BackboneAdapter: The adapter bound to ``backbone``.
+    """
+    if cfg is None:
+        for cls in _ADAPTERS.values():
+            if isinstance(backbone, cls.backbone_types):
+                return cls(backbone)
+        raise ValueError(
+            f'no DMUE adapter knows the backbone '
+            f'{type(backbone).__name__}: set model.adapter to one of '
+            f'{adapter_names()} or register one with '
+            'dmue_mm.models.utils.register_adapter')
+    options = dict(type=cfg) if isinstance(cfg, str) else dict(cfg)
+    name = options.pop('type', None)
+    if name not in _ADAPTERS:
+        raise ValueError(f'unknown model.adapter {name!r}: choose one of '
+                         f'{adapter_names()}')
+    return _ADAPTERS[name](backbone, **options)
+
+
+def _run_in_order(stage: Mapping[str, nn.Module],
+                  x: torch.Tensor) -> torch.Tensor:
+    for module in stage.values():
+        x = module(x)
+    return x
+
+
+def _gap(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(dim=(2, 3))
+
+
+@register_adapter('resnet')
+class ResNetAdapter(BackboneAdapter):
+    """MMPretrain's ``ResNet`` family and its subclasses (``ResNetV1c``,
+    ``ResNetV1d``, the plugin's ``FaceResNet`` and ``ResNetIBN``): the last
+    stage is the last residual layer (``layer4``), pooled by GAP."""
+    backbone_types = (ResNet, )
+    channels_last = True
+
+    def stage_paths(self) -> List[str]:
+        return [self.backbone.res_layers[-1]]
+
+    @property
+    def feat_dim(self) -> int:
+        return self.backbone.feat_dim
+
+    def forward_stage(self, stage, inputs):
+        return _gap(_run_in_order(stage, inputs.batch))
+
+
+@register_adapter('mobilenet_v2')
+class MobileNetV2Adapter(BackboneAdapter):
+    """``MobileNetV2``: the last stage is ``layer7`` and the final 1x1 conv
+    ``conv2``, pooled by GAP."""
+    backbone_types = (MobileNetV2, )
+
+    def check(self):
+        self._check_last_out_index(len(self.backbone.layers), 'out_indices')
+
+    def stage_paths(self) -> List[str]:
+        return list(self.backbone.layers[-2:])
+
+    @property
+    def feat_dim(self) -> int:
+        return self.backbone.out_channel
+
+    def forward_stage(self, stage, inputs):
+        return _gap(_run_in_order(stage, inputs.batch))
+
+
+@register_adapter('convnext')
+class ConvNeXtAdapter(BackboneAdapter):
+    """``ConvNeXt``: the last downsample layer, the last stage and the norm
+    that follows; pooled before the norm when ``gap_before_final_norm``
+    (the default, then the deploy model needs no neck)."""
+    backbone_types = (ConvNeXt, )
+
+    @property
+    def _last(self) -> int:
+        return len(self.backbone.stages) - 1
+
+    def check(self):
+        self._check_last_out_index(self._last + 1, 'out_indices')
+
+    @property
+    def deploy_neck(self):
+        return None if self.backbone.gap_before_final_norm else GAP_NECK
+
+    def stage_paths(self) -> List[str]:
+        i = self._last
+        return [f'downsample_layers.{i}', f'stages.{i}', f'norm{i}']
+
+    @property
+    def feat_dim(self) -> int:
+        return self.backbone.channels[-1]
+
+    def forward_stage(self, stage, inputs):
+        i = self._last
+        x = stage[f'stages_{i}'](stage[f'downsample_layers_{i}'](inputs.batch))
+        norm = stage[f'norm{i}']
+        if self.backbone.gap_before_final_norm:
+            return norm(x.mean(dim=(2, 3), keepdim=True)).flatten(1)
+        return _gap(norm(x))
+
+
+@register_adapter('vit')
+class ViTAdapter(BackboneAdapter):
+    """``VisionTransformer`` (and subclasses such as DeiT): the last
+    ``num_layers`` transformer layers and the final norm; the feature is the
+    class token (``out_type='cls_token'``) or the mean patch token
+    (``out_type='avg_featmap'``). The deploy model needs no neck.
+
+    Args:
+        backbone (nn.Module): The ViT.
+        num_layers (int): How many final transformer layers form the last
+            stage. Defaults to 1.
+    """
+    backbone_types = (VisionTransformer, )
+    deploy_neck = None
+
+    def __init__(self, backbone: nn.Module, num_layers: int = 1):
+        if not 1 <= num_layers <= len(backbone.layers):
+            raise ValueError(
+                f'model.adapter.num_layers must be in [1, '
+                f'{len(backbone.layers)}], got {num_layers}')
+        self.num_layers = num_layers
+        super().__init__(backbone)
+
+    def check(self):
+        if self.backbone.out_type not in ('cls_token', 'avg_featmap'):
+            raise ValueError(
+                "DMUE needs a pooled ViT feature: set model.backbone.out_type "
+                f"to 'cls_token' or 'avg_featmap', got "
+                f'{self.backbone.out_type!r}')
+        self._check_last_out_index(len(self.backbone.layers), 'out_indices')
+
+    def stage_paths(self) -> List[str]:
+        total = len(self.backbone.layers)
+        paths = [f'layers.{i}' for i in range(total - self.num_layers, total)]
+        if self.backbone.final_norm:
+            paths.append('ln1')
+        if self.backbone.out_type == 'avg_featmap':
+            paths.append('ln2')
+        return paths
+
+    @property
+    def feat_dim(self) -> int:
+        return self.backbone.embed_dims
+
+    def forward_stage(self, stage, inputs):
+        x = inputs.batch
+        for key, module in stage.items():
+            if key.startswith('layers_'):
+                x = module(x)
+        if self.backbone.final_norm:
+            x = stage['ln1'](x)
+        if self.backbone.out_type == 'cls_token':
+            return x[:, 0]
+        patch_tokens = x[:, self.backbone.num_extra_tokens:]
+        return stage['ln2'](patch_tokens.mean(dim=1))
+
+
+@register_adapter('swin')
+class SwinAdapter(BackboneAdapter):
+    """``SwinTransformer``: the last stage and its norm, pooled over the
+    tokens (GAP)."""
+    backbone_types = (SwinTransformer, )
+
+    @property
+    def _last(self) -> int:
+        return len(self.backbone.stages) - 1
+
+    def check(self):
+        self._check_last_out_index(self._last + 1, 'out_indices')
+
+    def stage_paths(self) -> List[str]:
+        return [f'stages.{self._last}', f'norm{self._last}']
+
+    @property
+    def feat_dim(self) -> int:
+        return self.backbone.num_features[-1]
+
+    def forward_stage(self, stage, inputs):
+        i = self._last
+        x, _ = stage[f'stages_{i}'](*inputs.args, **inputs.kwargs)
+        return stage[f'norm{i}'](x).mean(dim=1)

@@ -1,0 +1,58 @@
+"""Shared helpers of the DMUE model tests (tiny models, samples, threads)."""
+import copy
+import logging
+from typing import Sequence
+
+import pytest
+import torch
+from mmengine.logging import MMLogger
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+import dmue_mm  # noqa: F401  registers the plugin
+
+TINY_RESNET = dict(
+    type='ResNet', depth=18, base_channels=8, stem_channels=8,
+    out_indices=(3, ))
+
+
+def tiny_dmue(num_classes: int = 4, backbone: dict = TINY_RESNET, **head):
+    """A DMUEClassifier with a narrow ResNet-18 (64-d features)."""
+    model = MODELS.build(
+        dict(
+            type='DMUEClassifier',
+            backbone=copy.deepcopy(backbone),
+            head=dict(type='DMUEHead', num_classes=num_classes, **head)))
+    quiet_init(model)
+    return model
+
+
+def quiet_init(model) -> None:
+    """``init_weights`` without MMEngine's per-parameter report."""
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+
+
+def samples(labels: Sequence[int]):
+    """Data samples carrying hard labels."""
+    return [DataSample().set_gt_label(int(y)) for y in labels]
+
+
+def loss_total(losses: dict) -> torch.Tensor:
+    """The sum MMEngine's ``parse_losses`` optimises."""
+    return sum(v for k, v in losses.items() if 'loss' in k)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    """One torch thread: the test machine is shared and oversubscribed
+    threads spin; restores the previous setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
