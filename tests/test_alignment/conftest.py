@@ -18,6 +18,22 @@ def photos():
     return sample_photos()
 
 
+@pytest.fixture(scope='session')
+def aligned(detector, photos):
+    """``aligned(name, angle)``: the largest face of a photo rotated by
+    ``angle`` degrees, aligned once per session."""
+    from dmue_mm.alignment import align_face
+    cache = {}
+
+    def get(name: str, angle: float = 0):
+        if (name, angle) not in cache:
+            img = rotate_photo(photos[name], angle) if angle else photos[name]
+            cache[name, angle] = align_face(img, detector)
+        return cache[name, angle]
+
+    return get
+
+
 def rotate_photo(img: np.ndarray, angle: float) -> np.ndarray:
     """Rotate counter-clockwise by ``angle`` degrees on an enlarged canvas
     (nothing cut off)."""
