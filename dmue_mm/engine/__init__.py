@@ -1,1 +1,4 @@
-__all__ = []
+from .optimizers import DMUEOptimWrapperConstructor
+from .schedulers import GroupStepLR
+
+__all__ = ['DMUEOptimWrapperConstructor', 'GroupStepLR']

@@ -273,14 +273,26 @@ class DMUEHead(BaseModule):
 
     def _branch_runner(self, device_type: str
                        ) -> Callable[[int, StageInput], torch.Tensor]:
-        """Run auxiliary branch ``c`` under the caller's autocast state."""
+        """Run auxiliary branch ``c`` under the caller's autocast state;
+        a single-sample call runs the branch in eval mode."""
         enabled = torch.is_autocast_enabled(device_type)
         dtype = torch.get_autocast_dtype(device_type)
         adapter = self._require_adapter()
 
         def run(c: int, inputs: StageInput) -> torch.Tensor:
-            with torch.autocast(device_type, dtype=dtype, enabled=enabled):
-                feats = adapter.forward_stage(self.branches[c], inputs)
+            branch = self.branches[c]
+            # batch statistics of a single sample are undefined (1x1 maps)
+            # or degenerate: such a call uses the running statistics
+            single = branch.training and inputs.batch.size(0) < 2
+            if single:
+                branch.eval()
+            try:
+                with torch.autocast(device_type, dtype=dtype,
+                                    enabled=enabled):
+                    feats = adapter.forward_stage(branch, inputs)
+            finally:
+                if single:
+                    branch.train()
             return feats.float()
 
         return run
@@ -308,7 +320,7 @@ class DMUEHead(BaseModule):
 
         # one class-sorted copy of the trunk output feeds every branch
         layout = ClassLayout(labels, K)
-        branch_input = inputs.take(layout.order, self.adapter.channels_last)
+        branch_input = inputs.take(layout.order)
 
         # latent distributions (detached targets) and the soft loss
         distributions = self._latent_distributions(branch_input, layout,

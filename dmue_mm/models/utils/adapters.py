@@ -53,18 +53,9 @@ class StageInput:
         """The batch tensor entering the last stage."""
         return self.args[0]
 
-    def take(self, index: torch.Tensor,
-             channels_last: bool = False) -> 'StageInput':
-        """A copy of the rows ``index`` (1-D, long), in that order.
-
-        Args:
-            index (Tensor): Row indices.
-            channels_last (bool): Store a 4-D batch channels-last.
-        """
-        rows = self.args[0].index_select(0, index)
-        if channels_last and rows.dim() == 4:
-            rows = rows.contiguous(memory_format=torch.channels_last)
-        return self._with_batch(rows)
+    def take(self, index: torch.Tensor) -> 'StageInput':
+        """A copy of the rows ``index`` (1-D, long), in that order."""
+        return self._with_batch(self.args[0].index_select(0, index))
 
     def narrow(self, start: int, length: int) -> 'StageInput':
         """The rows ``start:start + length`` as a view (no copy)."""
@@ -102,10 +93,6 @@ class BackboneAdapter:
     #: Config of the stock MMPretrain neck of the deploy model (None: the
     #: backbone output is already a (B, D) vector).
     deploy_neck: Optional[dict] = GAP_NECK
-    #: Run the auxiliary copies channels-last (faster dense 3x3 convs on
-    #: CPU and with cuDNN); the backbone itself is left as configured.
-    channels_last: bool = False
-
     def __init__(self, backbone: nn.Module):
         self.backbone = backbone
         self.check()
@@ -162,13 +149,10 @@ class BackboneAdapter:
 
     def make_branch(self) -> nn.ModuleDict:
         """A fresh deep copy of the backbone's last stage."""
-        branch = nn.ModuleDict({
+        return nn.ModuleDict({
             key: copy.deepcopy(module)
             for key, module in self.target_stage.items()
         })
-        if self.channels_last:
-            branch.to(memory_format=torch.channels_last)
-        return branch
 
     def forward_trunk(self, inputs: torch.Tensor) -> StageInput:
         """Run the backbone up to (not including) its last stage.
@@ -271,7 +255,6 @@ class ResNetAdapter(BackboneAdapter):
     ``ResNetV1d``, the plugin's ``FaceResNet`` and ``ResNetIBN``): the last
     stage is the last residual layer (``layer4``), pooled by GAP."""
     backbone_types = (ResNet, )
-    channels_last = True
 
     def stage_paths(self) -> List[str]:
         return [self.backbone.res_layers[-1]]
