@@ -16,8 +16,8 @@ from .geometry import (box_crop_transform, compose, invert,
 from .imageio import (IMAGE_EXTENSIONS, ImageReadError, load_rgb,
                       sample_photos, to_rgb_uint8, write_atomic)
 from .pipeline import AlignSettings, AlignSummary, output_names, run_alignment
-from .sources import (FOLDER_LAYOUTS, Record, Source, list_affectnet,
-                      list_file, list_folder, list_rafdb)
+from .sources import (FOLDER_LAYOUTS, Record, Source, from_layout,
+                      list_affectnet, list_file, list_folder, list_rafdb)
 from .template import (DMUE_TEMPLATE, WFLW_TEMPLATE_800, FaceTemplate,
                        derive_template, original_two_pass, template_transform)
 
@@ -29,8 +29,8 @@ __all__ = [
     'transform_points', 'warp_image', 'IMAGE_EXTENSIONS', 'ImageReadError',
     'load_rgb', 'sample_photos', 'to_rgb_uint8', 'write_atomic',
     'AlignSettings', 'AlignSummary', 'output_names', 'run_alignment',
-    'FOLDER_LAYOUTS', 'Record', 'Source', 'list_affectnet', 'list_file',
-    'list_folder', 'list_rafdb', 'DMUE_TEMPLATE', 'WFLW_TEMPLATE_800',
-    'FaceTemplate', 'derive_template', 'original_two_pass',
-    'template_transform'
+    'FOLDER_LAYOUTS', 'Record', 'Source', 'from_layout', 'list_affectnet',
+    'list_file', 'list_folder', 'list_rafdb', 'DMUE_TEMPLATE',
+    'WFLW_TEMPLATE_800', 'FaceTemplate', 'derive_template',
+    'original_two_pass', 'template_transform'
 ]

@@ -371,7 +371,7 @@ def run_alignment(source: Source,
     journal = _Journal(paths['journal'])
     summary = AlignSummary(
         total=len(source.records),
-        left_out=len(source.skipped),
+        left_out=source.skipped_count,
         report=paths['report'])
     todo = _plan(source.records, journal, sink, settings, retry_failed,
                  summary)

@@ -1,5 +1,6 @@
 """Inputs of the alignment tool: folder trees, list files and the official
-RAF-DB / AffectNet layouts (``docs/datasets.md``), as lists of
+RAF-DB / AffectNet layouts (parsed by the packers of
+:mod:`dmue_mm.datasets.packers`, ``docs/datasets.md``), as lists of
 :class:`Record`.
 
 Every source gives the image path, the relative path it keeps in the
@@ -7,25 +8,22 @@ output, its label and split when known, the class names, and the entries it
 leaves out with the reason (e.g. AffectNet's "None"/"Uncertain"/"No-Face"
 labels), which the tool writes to its report: nothing is dropped silently.
 """
-import csv
 import os
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
-from dmue_mm.datasets import AFFECTNET8_CLASSES, RAFDB_CLASSES
+from dmue_mm.datasets import Layout, affectnet_layout, rafdb_layout
 from dmue_mm.utils.errors import DataError
 
 from .imageio import IMAGE_EXTENSIONS
 
 __all__ = [
     'Record', 'Source', 'FOLDER_LAYOUTS', 'list_folder', 'list_file',
-    'list_rafdb', 'list_affectnet', 'AFFECTNET_CODES'
+    'from_layout', 'list_rafdb', 'list_affectnet'
 ]
 
 FOLDER_LAYOUTS = ('flat', 'class', 'split/class')
-# AffectNet expression codes beyond the 8 emotions (docs/datasets.md).
-AFFECTNET_CODES = AFFECTNET8_CLASSES + ('None', 'Uncertain', 'No-Face')
 
 
 class Record(NamedTuple):
@@ -52,12 +50,20 @@ class Source:
         records (list[Record]): Images to align, in input order.
         classes (list[str], optional): Class names in label order, if known.
         num_classes (int): Number of classes (0 when unlabelled).
-        skipped (list[tuple]): ``(path, reason)`` of entries left out.
+        skipped (list[tuple]): ``(path, reason)`` of entries left out (one
+            row may stand for several, see ``skipped_count``).
+        skipped_count (int, optional): Number of entries left out (default:
+            one per row of ``skipped``).
     """
     records: List[Record]
     classes: Optional[List[str]] = None
     num_classes: int = 0
     skipped: List[Tuple[str, str]] = field(default_factory=list)
+    skipped_count: Optional[int] = None
+
+    def __post_init__(self):
+        if self.skipped_count is None:
+            self.skipped_count = len(self.skipped)
 
 
 def _is_image(name: str) -> bool:
@@ -175,86 +181,51 @@ def list_file(path: str,
     return Source(records, classes, len(classes or ()))
 
 
+def from_layout(layout: Layout) -> Source:
+    """Records of a packer layout (:mod:`dmue_mm.datasets.packers`), so that
+    the official RAF-DB and AffectNet layouts are parsed in one place."""
+    skipped, count = list(layout.rejected), len(layout.rejected)
+    name = layout.extra_meta.get('layout', 'dataset')
+    for split, counts in layout.extra_meta.get('dropped', {}).items():
+        for reason, n in counts.items():
+            skipped.append((f'{name} {split} split',
+                            f'{n} left out: label {reason} is not one of '
+                            'the classes'))
+            count += n
+    classes = layout.classes
+    names = None if isinstance(classes, int) else list(classes)
+    records = [
+        Record(item.source, item.key, item.label, item.split)
+        for item in layout.items
+    ]
+    return Source(records, names, len(names) if names else int(classes),
+                  skipped, count)
+
+
 def list_rafdb(root: str) -> Source:
     """RAF-DB basic: ``EmoLabel/list_patition_label.txt`` and the original
-    photos in ``Image/original/`` (labels 1-7 become 0-6; split from the
+    photos in ``Image/original/`` (labels 1-7 become 0-6; the split is the
     file-name prefix).
 
     Args:
         root (str): The ``basic`` folder (or the folder that holds it).
     """
-    if osp.isdir(osp.join(root, 'basic')):
-        root = osp.join(root, 'basic')
-    label_file = osp.join(root, 'EmoLabel', 'list_patition_label.txt')
-    if not osp.isfile(label_file):
-        raise DataError(f'{label_file!r} not found: --root must be RAF-DB\'s '
-                        '"basic" folder (with EmoLabel/ and Image/original/)')
-    records = []
-    with open(label_file, encoding='utf-8') as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 2 or not parts[1].isdigit() or not (
-                    1 <= int(parts[1]) <= len(RAFDB_CLASSES)):
-                raise DataError(f'{label_file}:{lineno}: expected '
-                                f'"<name> <label 1-7>", got {line.strip()!r}')
-            name = parts[0]
-            split = name.split('_', 1)[0]
-            records.append(
-                Record(
-                    osp.join(root, 'Image', 'original', name), name,
-                    int(parts[1]) - 1, split))
-    return Source(records, list(RAFDB_CLASSES), len(RAFDB_CLASSES))
+    return from_layout(rafdb_layout(root, image_dir='Image/original',
+                                    suffix=''))
 
 
 def list_affectnet(root: str, num_classes: int = 8) -> Source:
     """AffectNet (manually annotated): ``training.csv`` (split ``train``) and
-    ``validation.csv`` (split ``test``, as the DMUE protocol uses it).
+    ``validation.csv`` (split ``test``, as the DMUE protocol uses it), images
+    in ``Manually_Annotated_Images/``.
 
     Labels ``>= num_classes`` (Contempt for AffectNet-7; None, Uncertain,
-    No-Face) are left out and listed in ``skipped``.
+    No-Face) are left out; their counts per split go to ``skipped``.
 
     Args:
-        root (str): The folder with ``Manually_Annotated_file_lists/`` and
-            ``Manually_Annotated_Images/``.
+        root (str): The folder with ``Manually_Annotated_file_lists/``.
         num_classes (int): 7 or 8.
     """
     if num_classes not in (7, 8):
         raise DataError(f'AffectNet has 7 or 8 classes, got {num_classes}')
-    lists = osp.join(root, 'Manually_Annotated_file_lists')
-    images = osp.join(root, 'Manually_Annotated_Images')
-    records, skipped = [], []
-    for split, name in (('train', 'training.csv'), ('test',
-                                                    'validation.csv')):
-        path = osp.join(lists, name)
-        if not osp.isfile(path):
-            raise DataError(f'{path!r} not found: --root must be the '
-                            'AffectNet folder with '
-                            'Manually_Annotated_file_lists/')
-        with open(path, newline='', encoding='utf-8') as f:
-            reader = csv.DictReader(f)
-            missing = {'subDirectory_filePath', 'expression'} - set(
-                reader.fieldnames or ())
-            if missing:
-                raise DataError(f'{path}: missing column(s) {sorted(missing)}'
-                                '; is it an AffectNet file list?')
-            for row in reader:
-                rel = row['subDirectory_filePath'].strip()
-                try:
-                    code = int(row['expression'])
-                except ValueError:
-                    raise DataError(f'{path}: expression '
-                                    f'{row["expression"]!r} of {rel} is not '
-                                    'an integer') from None
-                full = osp.join(images, rel)
-                if not 0 <= code < num_classes:
-                    what = (AFFECTNET_CODES[code]
-                            if 0 <= code < len(AFFECTNET_CODES) else 'unknown')
-                    skipped.append(
-                        (full, f'label {code} ({what}) is not one of the '
-                         f'AffectNet-{num_classes} classes'))
-                    continue
-                records.append(Record(full, rel, code, split))
-    classes = list(AFFECTNET8_CLASSES[:num_classes])
-    return Source(records, classes, num_classes, skipped)
+    return from_layout(affectnet_layout(root, num_classes))

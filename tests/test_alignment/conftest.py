@@ -56,7 +56,7 @@ def redetect(crop: np.ndarray, detector, template=None) -> np.ndarray:
                                 template.points,
                                 scales=(0.8, 1.0, 1.25),
                                 stretch_y=1 / template.aspect,
-                                pad=0.5,
+                                pad=0.25,
                                 min_face_size=80)[0]
     assert marks is not None, 'MTCNN does not find the face in the crop'
     return marks
