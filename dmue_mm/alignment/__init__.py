@@ -7,10 +7,10 @@ Not imported by ``dmue_mm`` itself (MTCNN comes from the heavy
     faces = align_face(load_rgb('photo.jpg'))   # largest face first
     crop = faces[0].image                        # 256x256 RGB, DMUE framing
 """
-from .aligner import (MODES, AlignedFace, AlignResult, FaceAligner,
-                      align_face, mirror_landmarks, multiview_landmarks)
-from .detector import (Detection, FaceDetector, PreparedImage,
-                       group_by_shape, prepare_for_detection)
+from .aligner import (MODES, AlignedFace, AlignResult, FaceAligner, align_face,
+                      mirror_landmarks, multiview_landmarks)
+from .detector import (Detection, FaceDetector, PreparedImage, group_by_shape,
+                       prepare_for_detection)
 from .geometry import (box_crop_transform, compose, invert,
                        similarity_transform, transform_points, warp_image)
 from .imageio import (IMAGE_EXTENSIONS, ImageReadError, load_rgb,

@@ -25,8 +25,7 @@ from .geometry import (box_crop_transform, invert, transform_points,
                        warp_image)
 from .template import DMUE_TEMPLATE, FaceTemplate, template_transform
 
-__all__ = ['AlignedFace', 'AlignResult', 'FaceAligner', 'align_face',
-           'MODES']
+__all__ = ['AlignedFace', 'AlignResult', 'FaceAligner', 'align_face', 'MODES']
 
 MODES = ('align', 'crop')
 # Context around the upright face for the refinement pass, as a fraction of
@@ -132,13 +131,13 @@ class FaceAligner:
                 continue
             results.append(AlignResult())
             for j in range(len(det) if self.keep_all else 1):
-                jobs.append((i, det.boxes[j], det.landmarks[j],
-                             float(det.probs[j])))
+                jobs.append(
+                    (i, det.boxes[j], det.landmarks[j], float(det.probs[j])))
         landmarks = [job[2] for job in jobs]
         refined = [False] * len(jobs)
         if self.refine and jobs:
-            landmarks, refined = self._refine(
-                [images[job[0]] for job in jobs], landmarks)
+            landmarks, refined = self._refine([images[job[0]] for job in jobs],
+                                              landmarks)
         for (i, box, _, prob), marks, done in zip(jobs, landmarks, refined):
             if self.mode == 'align':
                 matrix = template_transform(marks, self.template)
@@ -147,10 +146,9 @@ class FaceAligner:
                                             self.template.inner)
             size = self.template.size
             results[i].faces.append(
-                AlignedFace(
-                    warp_image(images[i], matrix, (size, size)), matrix,
-                    np.asarray(box, np.float64), np.asarray(marks), prob,
-                    done))
+                AlignedFace(warp_image(images[i], matrix, (size, size)),
+                            matrix, np.asarray(box, np.float64),
+                            np.asarray(marks), prob, done))
         return results
 
     def _refine(self, images: List[np.ndarray], landmarks: List[np.ndarray]):
@@ -162,7 +160,9 @@ class FaceAligner:
         width = int(round(tpl.size + 2 * margin))
         height = int(round(tpl.size / tpl.aspect + 2 * margin))
         upright = tpl.points / [1.0, tpl.aspect] + margin
-        mats = [template_transform(m, FaceTemplate(upright)) for m in landmarks]
+        mats = [
+            template_transform(m, FaceTemplate(upright)) for m in landmarks
+        ]
         canvases = [
             warp_image(im, mat, (width, height))
             for im, mat in zip(images, mats)
@@ -177,8 +177,8 @@ class FaceAligner:
         out, refined = [], []
         for marks, mat, first in zip(found, mats, landmarks):
             refined.append(marks is not None)
-            out.append(first if marks is None else transform_points(
-                invert(mat), marks))
+            out.append(first if marks is
+                       None else transform_points(invert(mat), marks))
         return out, refined
 
 
@@ -234,23 +234,25 @@ def multiview_landmarks(images: Sequence[np.ndarray],
         for scale in scales:
             size = (max(1, int(round(width * scale))),
                     max(1, int(round(height * scale * stretch_y))))
-            view = cv2.resize(img, size, interpolation=cv2.INTER_CUBIC
-                              if scale * stretch_y >= 1 else cv2.INTER_AREA)
+            view = cv2.resize(img,
+                              size,
+                              interpolation=cv2.INTER_CUBIC if scale *
+                              stretch_y >= 1 else cv2.INTER_AREA)
             back = [[width / size[0], 0, 0.5 * width / size[0] - 0.5],
                     [0, height / size[1], 0.5 * height / size[1] - 0.5]]
             flips = (False, True) if mirror else (False, )
             for flip in flips:
-                views.append(np.ascontiguousarray(view[:, ::-1])
-                             if flip else view)
+                views.append(
+                    np.ascontiguousarray(view[:, ::-1]) if flip else view)
                 inverse.append((np.array(back), flip, size[0]))
     dets = detector.detect(views, pad=pad, min_face_size=min_face_size)
     per_image = len(views) // max(len(images), 1)
     out = []
     for i in range(len(images)):
         found = []
-        for det, (back, flip, view_w) in zip(
-                dets[i * per_image:(i + 1) * per_image],
-                inverse[i * per_image:(i + 1) * per_image]):
+        for det, (back, flip,
+                  view_w) in zip(dets[i * per_image:(i + 1) * per_image],
+                                 inverse[i * per_image:(i + 1) * per_image]):
             target = invert(back)
             target = transform_points(target, expected)
             if flip:

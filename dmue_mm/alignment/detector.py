@@ -35,8 +35,7 @@ class Detection:
     """
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     probs: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    landmarks: np.ndarray = field(
-        default_factory=lambda: np.zeros((0, 5, 2)))
+    landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 5, 2)))
     error: Optional[str] = None
 
     def __len__(self) -> int:
@@ -46,9 +45,8 @@ class Detection:
         """The detection under an axis-aligned (2, 3) transform (scale and
         shift per axis, positive scales)."""
         corners = transform_points(mat, self.boxes.reshape(-1, 2, 2))
-        return Detection(
-            corners.reshape(-1, 4), self.probs,
-            transform_points(mat, self.landmarks), self.error)
+        return Detection(corners.reshape(-1, 4), self.probs,
+                         transform_points(mat, self.landmarks), self.error)
 
 
 class PreparedImage(NamedTuple):
@@ -89,8 +87,13 @@ def prepare_for_detection(img: np.ndarray,
         fx, fy = width / size[0], height / size[1]
     border = int(round(pad * max(img.shape[:2])))
     if border:
-        img = cv2.copyMakeBorder(img, border, border, border, border,
-                                 cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        img = cv2.copyMakeBorder(img,
+                                 border,
+                                 border,
+                                 border,
+                                 border,
+                                 cv2.BORDER_CONSTANT,
+                                 value=(0, 0, 0))
     # pixel u of the resized image covers original (u + .5) * f - .5
     to_original = np.array([[fx, 0, (0.5 - border) * fx - 0.5],
                             [0, fy, (0.5 - border) * fy - 0.5]])
@@ -141,8 +144,9 @@ class FaceDetector:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
         self.device = torch.device(device)
         if self.device.type == 'cuda' and not torch.cuda.is_available():
-            raise ValueError(f'device {device!r} was asked for but CUDA is not '
-                             'available: use --device cpu')
+            raise ValueError(
+                f'device {device!r} was asked for but CUDA is not '
+                'available: use --device cpu')
         self.min_face_size = int(min_face_size)
         self.thresholds = [float(t) for t in thresholds]
         self.factor = float(factor)
@@ -213,9 +217,9 @@ class FaceDetector:
     def _run(self, batch: np.ndarray, min_face: int) -> List[Detection]:
         from facenet_pytorch.models.utils.detect_face import detect_face
         pnet, rnet, onet = self.nets
-        all_boxes, all_points = detect_face(batch, min_face, pnet,
-                                            rnet, onet, self.thresholds,
-                                            self.factor, self.device)
+        all_boxes, all_points = detect_face(batch, min_face, pnet, rnet, onet,
+                                            self.thresholds, self.factor,
+                                            self.device)
         out = []
         for boxes, points in zip(all_boxes, all_points):
             boxes = np.asarray(boxes, np.float64).reshape(-1, 5)

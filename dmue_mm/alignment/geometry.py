@@ -15,10 +15,10 @@ __all__ = [
 ]
 
 
-def similarity_transform(src: np.ndarray,
-                         dst: np.ndarray,
-                         weights: Optional[Sequence[float]] = None
-                         ) -> np.ndarray:
+def similarity_transform(
+        src: np.ndarray,
+        dst: np.ndarray,
+        weights: Optional[Sequence[float]] = None) -> np.ndarray:
     """Weighted least-squares similarity (rotation, uniform scale,
     translation) that maps ``src`` onto ``dst`` (Umeyama, 1991; no
     reflection).
@@ -70,8 +70,8 @@ def compose(*mats: np.ndarray) -> np.ndarray:
 
 def invert(mat: np.ndarray) -> np.ndarray:
     """Inverse of a (2, 3) affine transform."""
-    return np.linalg.inv(np.vstack([np.asarray(mat, np.float64),
-                                    [0, 0, 1]]))[:2]
+    return np.linalg.inv(np.vstack([np.asarray(mat, np.float64), [0, 0,
+                                                                  1]]))[:2]
 
 
 def transform_points(mat: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -116,8 +116,8 @@ def _source_roi(mat: np.ndarray, out_size: Tuple[int, int],
     src = transform_points(invert(mat), corners)
     x0, y0 = np.floor(src.min(0)).astype(int) - margin
     x1, y1 = np.ceil(src.max(0)).astype(int) + margin + 1
-    return (max(x0, 0), max(y0, 0), min(x1, img_shape[1]),
-            min(y1, img_shape[0]))
+    return (max(x0, 0), max(y0, 0), min(x1,
+                                        img_shape[1]), min(y1, img_shape[0]))
 
 
 def warp_image(img: np.ndarray, mat: np.ndarray,
@@ -156,10 +156,9 @@ def warp_image(img: np.ndarray, mat: np.ndarray,
             to_input = np.array([[fx, 0, 0.5 * fx - 0.5 + x0],
                                  [0, fy, 0.5 * fy - 0.5 + y0]])
             img, mat = roi, compose(mat, to_input)
-    return cv2.warpAffine(
-        img,
-        mat,
-        tuple(int(v) for v in out_size),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0)
+    return cv2.warpAffine(img,
+                          mat,
+                          tuple(int(v) for v in out_size),
+                          flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0)

@@ -110,8 +110,8 @@ def load_rgb(path: str) -> np.ndarray:
         # but it silently returns the readable part of a truncated JPEG
         rgb = None if 'truncated' in reason else _load_with_opencv(path)
         if rgb is None:
-            raise ImageReadError(f'corrupt or unreadable image: {reason}'
-                                 ) from exc
+            raise ImageReadError(
+                f'corrupt or unreadable image: {reason}') from exc
     if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise ImageReadError(f'unexpected image shape {rgb.shape}')
     return rgb

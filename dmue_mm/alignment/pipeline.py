@@ -96,11 +96,13 @@ class AlignSummary:
     def line(self) -> str:
         """One-line summary printed by the tool."""
         rate = self.processed / self.seconds if self.seconds > 0 else 0.0
-        reasons = ', '.join(f'{n} {r}' for r, n in sorted(
-            self.failures.items(), key=lambda kv: -kv[1]))
+        reasons = ', '.join(
+            f'{n} {r}'
+            for r, n in sorted(self.failures.items(), key=lambda kv: -kv[1]))
         return (f'aligned {self.aligned} images ({self.faces} faces), '
-                f'failed {self.failed}' + (f' ({reasons})' if reasons else '')
-                + f', skipped {self.done_before} done earlier, '
+                f'failed {self.failed}' +
+                (f' ({reasons})' if reasons else '') +
+                f', skipped {self.done_before} done earlier, '
                 f'{self.left_out} left out by the dataset; '
                 f'{rate:.1f} images/s; report: {self.report}')
 
@@ -134,8 +136,7 @@ class _DecodeDataset(Dataset):
             image = load_rgb(self.paths[index])
         except ImageReadError as exc:
             return index, None, None, str(exc)
-        return index, image, prepare_for_detection(image,
-                                                   self.max_size), None
+        return index, image, prepare_for_detection(image, self.max_size), None
 
 
 def _identity(item):
@@ -188,15 +189,16 @@ class _FolderSink:
             encode_image(face.image, self.settings.image_format,
                          self.settings.jpeg_quality))
 
-    def close(self, source: Source, outputs: List[Tuple[Record, List[str]]]
-              ) -> None:
+    def close(self, source: Source, outputs: List[Tuple[Record,
+                                                        List[str]]]) -> None:
         """Write the label lists and class names."""
         labelled = source.num_classes > 0
         lines: Dict[str, List[str]] = {}
         for record, names in outputs:
             for name in names:
-                lines.setdefault(record.split, []).append(
-                    f'{name} {record.label}' if labelled else name)
+                lines.setdefault(
+                    record.split,
+                    []).append(f'{name} {record.label}' if labelled else name)
         every = [line for split in lines.values() for line in split]
         _write_lines(osp.join(self.out, 'labels.txt'), every)
         if len(lines) > 1:
@@ -235,8 +237,7 @@ class _LMDBSink:
 
     def exists(self, record: Record, names: List[str]) -> bool:
         if self.writer is None:
-            return all((record.split, n) in self.finished_keys
-                       for n in names)
+            return all((record.split, n) in self.finished_keys for n in names)
         return all(self.writer.has(record.split, n) for n in names)
 
     def write(self, record: Record, name: str, face: AlignedFace) -> None:
@@ -310,14 +311,12 @@ def _bookkeeping_paths(out: str, lmdb_out: bool,
     LMDB (whose folder belongs to the writer)."""
     if lmdb_out:
         prefix = out.rstrip('/')
-        return dict(
-            journal=f'{prefix}.align_journal.tsv',
-            settings=f'{prefix}.align_settings.json',
-            report=report or f'{prefix}.report.tsv')
-    return dict(
-        journal=osp.join(out, '.align_journal.tsv'),
-        settings=osp.join(out, '.align_settings.json'),
-        report=report or osp.join(out, 'report.tsv'))
+        return dict(journal=f'{prefix}.align_journal.tsv',
+                    settings=f'{prefix}.align_settings.json',
+                    report=report or f'{prefix}.report.tsv')
+    return dict(journal=osp.join(out, '.align_journal.tsv'),
+                settings=osp.join(out, '.align_settings.json'),
+                report=report or osp.join(out, 'report.tsv'))
 
 
 def run_alignment(source: Source,
@@ -369,10 +368,9 @@ def run_alignment(source: Source,
     sink = (_LMDBSink(out, source, settings, overwrite)
             if lmdb_out else _FolderSink(out, settings))
     journal = _Journal(paths['journal'])
-    summary = AlignSummary(
-        total=len(source.records),
-        left_out=source.skipped_count,
-        report=paths['report'])
+    summary = AlignSummary(total=len(source.records),
+                           left_out=source.skipped_count,
+                           report=paths['report'])
     todo = _plan(source.records, journal, sink, settings, retry_failed,
                  summary)
 
@@ -431,9 +429,9 @@ def _plan(records: Sequence[Record], journal: _Journal, sink,
     return todo
 
 
-def _process(todo: List[Record], aligner: FaceAligner, sink,
-             journal: _Journal, settings: AlignSettings, batch_size: int,
-             workers: int, progress: bool, summary: AlignSummary) -> None:
+def _process(todo: List[Record], aligner: FaceAligner, sink, journal: _Journal,
+             settings: AlignSettings, batch_size: int, workers: int,
+             progress: bool, summary: AlignSummary) -> None:
     from tqdm import tqdm
     loader = DataLoader(
         _DecodeDataset([r.path for r in todo], settings.max_size),
@@ -443,7 +441,9 @@ def _process(todo: List[Record], aligner: FaceAligner, sink,
         collate_fn=_identity,
         prefetch_factor=-(-batch_size // workers) + 1 if workers else None)
     buckets = _ShapeBuckets(batch_size, window=2 * batch_size)
-    bar = tqdm(total=len(todo), unit='img', disable=not progress,
+    bar = tqdm(total=len(todo),
+               unit='img',
+               disable=not progress,
                dynamic_ncols=True)
 
     def fail(record: Record, reason: str) -> None:
@@ -489,8 +489,7 @@ def _finished_outputs(records: Sequence[Record], journal: _Journal,
         status, value = journal.entries.get(record.relpath, (None, None))
         if status == 'ok':
             outputs.append((record,
-                            output_names(record, int(value),
-                                         settings.keep_all,
+                            output_names(record, int(value), settings.keep_all,
                                          settings.image_format)))
     return outputs
 
@@ -502,6 +501,5 @@ def _write_report(path: str, source: Source, journal: _Journal) -> None:
         status, value = journal.entries.get(record.relpath, (None, None))
         if status == 'fail':
             rows.append((record.path, value))
-    write_atomic(
-        path, ('path\treason\n' + ''.join(f'{p}\t{r}\n'
-                                          for p, r in rows)).encode())
+    write_atomic(path, ('path\treason\n' + ''.join(f'{p}\t{r}\n'
+                                                   for p, r in rows)).encode())

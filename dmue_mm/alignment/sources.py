@@ -116,12 +116,10 @@ def list_folder(root: str,
     records = []
     for rel in relpaths:
         parts = rel.split('/')
-        label = None if classes is None else classes.index(
-            parts[class_level])
+        label = None if classes is None else classes.index(parts[class_level])
         records.append(
-            Record(
-                osp.join(root, rel), rel, label,
-                parts[0] if layout == 'split/class' else split))
+            Record(osp.join(root, rel), rel, label,
+                   parts[0] if layout == 'split/class' else split))
     return Source(records, classes, len(classes or ()))
 
 
@@ -164,8 +162,8 @@ def list_file(path: str,
             rel = osp.relpath(full, root)
             if rel.startswith('..'):  # outside root: keep the whole path
                 rel = osp.abspath(full).lstrip(os.sep)
-            records.append(
-                Record(full, rel.replace(os.sep, '/'), label, split))
+            records.append(Record(full, rel.replace(os.sep, '/'), label,
+                                  split))
     if len(labelled) > 1:
         raise DataError(f'{path}: some lines have a label and some do not; '
                         'label every line or none')
@@ -198,8 +196,8 @@ def from_layout(layout: Layout) -> Source:
         Record(item.source, item.key, item.label, item.split)
         for item in layout.items
     ]
-    return Source(records, names, len(names) if names else int(classes),
-                  skipped, count)
+    return Source(records, names,
+                  len(names) if names else int(classes), skipped, count)
 
 
 def list_rafdb(root: str) -> Source:
@@ -210,8 +208,8 @@ def list_rafdb(root: str) -> Source:
     Args:
         root (str): The ``basic`` folder (or the folder that holds it).
     """
-    return from_layout(rafdb_layout(root, image_dir='Image/original',
-                                    suffix=''))
+    return from_layout(
+        rafdb_layout(root, image_dir='Image/original', suffix=''))
 
 
 def list_affectnet(root: str, num_classes: int = 8) -> Source:

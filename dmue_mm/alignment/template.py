@@ -74,12 +74,13 @@ class FaceTemplate:
 
 # Derived by ``derive_template(variants(real photos))`` (see the module
 # docstring and docs/align.md): 36 runs of the original two passes.
-DMUE_TEMPLATE = FaceTemplate(
-    points=np.array([[80.37, 97.80], [188.62, 97.80], [131.95, 145.51],
-                     [77.82, 179.01], [186.07, 179.01]]),
-    size=256,
-    aspect=0.7971,
-    inner=224)
+DMUE_TEMPLATE = FaceTemplate(points=np.array([[80.37, 97.80], [188.62, 97.80],
+                                              [131.95,
+                                               145.51], [77.82, 179.01],
+                                              [186.07, 179.01]]),
+                             size=256,
+                             aspect=0.7971,
+                             inner=224)
 
 
 def template_transform(landmarks: np.ndarray,
@@ -141,10 +142,9 @@ def original_two_pass(img: np.ndarray, detector) -> Optional[Dict]:
     x0, y0, x1, y1 = (int(v) for v in (*lo, *hi))
     image = cv2.resize(canvas[y0:y1, x0:x1], (256, 256),
                        interpolation=cv2.INTER_CUBIC)
-    return dict(
-        crop=crop,
-        landmarks=transform_points(crop, second.landmarks[0]),
-        image=image)
+    return dict(crop=crop,
+                landmarks=transform_points(crop, second.landmarks[0]),
+                image=image)
 
 
 def variants(img: np.ndarray,
@@ -163,11 +163,10 @@ def variants(img: np.ndarray,
             for scale in scales:
                 size = (int(round(w * scale)), int(round(h * scale)))
                 out.append(
-                    cv2.resize(
-                        turned,
-                        size,
-                        interpolation=cv2.INTER_AREA
-                        if scale < 1 else cv2.INTER_CUBIC))
+                    cv2.resize(turned,
+                               size,
+                               interpolation=cv2.INTER_AREA
+                               if scale < 1 else cv2.INTER_CUBIC))
     return out
 
 
@@ -187,23 +186,23 @@ def derive_template(images: Sequence[np.ndarray],
         crops, and ``runs`` the number of photos where both passes found a
         face.
     """
-    runs = [r for r in (original_two_pass(im, detector) for im in images)
-            if r is not None]
+    runs = [
+        r for r in (original_two_pass(im, detector) for im in images)
+        if r is not None
+    ]
     if not runs:
         raise ValueError('no face found in any of the images')
     crops = np.stack([r['crop'] for r in runs])
     marks = np.stack([r['landmarks'] for r in runs])
     crop = crops.mean(0)
-    template = FaceTemplate(
-        points=transform_points(crop, WFLW_TEMPLATE_800),
-        aspect=float(crop[1, 1] / crop[0, 0]))
-    return dict(
-        template=template,
-        crop_mean=crop,
-        crop_std=crops.std(0),
-        landmarks_mean=marks.mean(0),
-        landmarks_std=marks.std(0),
-        runs=len(runs))
+    template = FaceTemplate(points=transform_points(crop, WFLW_TEMPLATE_800),
+                            aspect=float(crop[1, 1] / crop[0, 0]))
+    return dict(template=template,
+                crop_mean=crop,
+                crop_std=crops.std(0),
+                landmarks_mean=marks.mean(0),
+                landmarks_std=marks.std(0),
+                runs=len(runs))
 
 
 def _main() -> None:  # pragma: no cover - documentation helper

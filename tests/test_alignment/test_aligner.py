@@ -16,7 +16,7 @@ import skimage.data
 
 from dmue_mm.alignment import DMUE_TEMPLATE, align_face, transform_points
 
-from .conftest import redetect, rotate_photo
+from .conftest import redetect
 
 PUPILS_AND_MOUTH = [0, 1, 3, 4]
 
@@ -45,15 +45,14 @@ class TestAlignRealPhotos:
         # ... which is the template up to the face's own shape residual
         shape = _distances(face.crop_landmarks, DMUE_TEMPLATE.points)
         to_template = _distances(found, DMUE_TEMPLATE.points)
-        assert (to_template[PUPILS_AND_MOUTH] <
-                4.0 + shape[PUPILS_AND_MOUTH]).all()
+        assert (to_template[PUPILS_AND_MOUTH]
+                < 4.0 + shape[PUPILS_AND_MOUTH]).all()
         eye_dist = DMUE_TEMPLATE.points[1, 0] - DMUE_TEMPLATE.points[0, 0]
         assert shape[:2].max() < 0.04 * eye_dist  # pupils: < 4.3 px
         assert shape[3:].max() < 0.11 * eye_dist  # mouth: < 12 px
         # upright: the eye line is horizontal (squeeze undone)
         dx, dy = found[1] - found[0]
-        assert abs(np.degrees(np.arctan2(dy / DMUE_TEMPLATE.aspect,
-                                         dx))) < 2.0
+        assert abs(np.degrees(np.arctan2(dy / DMUE_TEMPLATE.aspect, dx))) < 2.0
 
     @pytest.mark.parametrize('name', ['grace_hopper', 'astronaut'])
     def test_rotation_gives_the_same_crop(self, aligned, name):
@@ -95,7 +94,8 @@ class TestAlignRealPhotos:
         # ... and the crop is warped from it, without aliasing
         assert _distances(big_face.crop_landmarks,
                           small_face.crop_landmarks).max() < 4.0
-        diff = np.abs(big_face.image.astype(int) - small_face.image.astype(int))
+        diff = np.abs(
+            big_face.image.astype(int) - small_face.image.astype(int))
         assert np.median(diff) < 8
 
     def test_bad_input(self):
@@ -132,7 +132,5 @@ class TestTemplateDerivation:
         result = derive_template(list(photos.values()), detector)
         assert result['runs'] == 2
         template = result['template']
-        assert _distances(template.points,
-                          DMUE_TEMPLATE.points).max() < 8.0
-        assert template.aspect == pytest.approx(DMUE_TEMPLATE.aspect,
-                                                abs=0.03)
+        assert _distances(template.points, DMUE_TEMPLATE.points).max() < 8.0
+        assert template.aspect == pytest.approx(DMUE_TEMPLATE.aspect, abs=0.03)

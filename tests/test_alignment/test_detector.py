@@ -13,6 +13,7 @@ from dmue_mm.alignment import (FaceDetector, group_by_shape,
 class TestFaceDetector:
 
     def test_builds_offline(self, monkeypatch):
+
         def refuse(*args, **kwargs):
             raise AssertionError('the detector tried to use the network')
 
@@ -56,9 +57,9 @@ class TestPrepare:
         ys, xs = np.indices(weight.shape)
         centre = [(xs * weight).sum() / weight.sum(),
                   (ys * weight).sum() / weight.sum()]
-        np.testing.assert_allclose(
-            transform_points(prep.to_original, centre), [1000, 500],
-            atol=0.05)
+        np.testing.assert_allclose(transform_points(prep.to_original, centre),
+                                   [1000, 500],
+                                   atol=0.05)
 
     def test_small_image_untouched(self):
         img = np.ones((30, 40, 3), np.uint8)

@@ -48,7 +48,8 @@ class TestSimilarity:
         dst = src.copy()
         dst[2] = [5, 5]
         fit = similarity_transform(src, dst, weights=[1, 1, 0])
-        np.testing.assert_allclose(transform_points(fit, src[:2]), dst[:2],
+        np.testing.assert_allclose(transform_points(fit, src[:2]),
+                                   dst[:2],
                                    atol=1e-9)
 
     def test_bad_input(self):
@@ -66,7 +67,8 @@ class TestSimilarity:
         np.testing.assert_allclose(
             transform_points(compose(a, b), pts),
             transform_points(a, transform_points(b, pts)))
-        np.testing.assert_allclose(compose(a, invert(a)), np.eye(3)[:2],
+        np.testing.assert_allclose(compose(a, invert(a)),
+                                   np.eye(3)[:2],
                                    atol=1e-12)
 
 
@@ -83,10 +85,11 @@ class TestBoxCrop:
 class TestWarp:
 
     def test_identity_and_shift(self):
-        img = np.random.default_rng(0).integers(0, 255, (40, 50, 3),
+        img = np.random.default_rng(0).integers(0,
+                                                255, (40, 50, 3),
                                                 dtype=np.uint8)
-        np.testing.assert_array_equal(
-            warp_image(img, np.eye(3)[:2], (50, 40)), img)
+        np.testing.assert_array_equal(warp_image(img,
+                                                 np.eye(3)[:2], (50, 40)), img)
         shifted = warp_image(img, [[1, 0, 5], [0, 1, 0]], (50, 40))
         np.testing.assert_array_equal(shifted[:, 5:], img[:, :45])
         assert (shifted[:, :5] == 0).all()  # black border, as the original
@@ -126,8 +129,9 @@ class TestTemplate:
             _similarity(0.5, 20, 30, 60),
             DMUE_TEMPLATE.points / [1, DMUE_TEMPLATE.aspect])
         mat = template_transform(face)
-        np.testing.assert_allclose(
-            transform_points(mat, face), DMUE_TEMPLATE.points, atol=1e-9)
+        np.testing.assert_allclose(transform_points(mat, face),
+                                   DMUE_TEMPLATE.points,
+                                   atol=1e-9)
 
     def test_bad_template(self):
         with pytest.raises(ValueError, match=r'\(5, 2\)'):

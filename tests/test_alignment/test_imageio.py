@@ -50,8 +50,8 @@ class TestLoadRGB:
             np.testing.assert_array_equal(rgb[0, 0], [10, 128, 255])
 
     def test_float_image(self, tmp_path):
-        Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path /
-                                                               'f.tif')
+        Image.fromarray(np.full((4, 4), 0.5,
+                                np.float32)).save(tmp_path / 'f.tif')
         rgb = load_rgb(str(tmp_path / 'f.tif'))
         assert (rgb == 128).all()
 
@@ -64,8 +64,9 @@ class TestLoadRGB:
         assert rgb.shape == (30, 20, 3)
         # the top-left of the upright image is the bottom-left of the stored
         stored = np.asarray(Image.open(tmp_path / 'r.jpg'))
-        np.testing.assert_allclose(
-            rgb[0, 0].astype(int), stored[-1, 0].astype(int), atol=6)
+        np.testing.assert_allclose(rgb[0, 0].astype(int),
+                                   stored[-1, 0].astype(int),
+                                   atol=6)
 
     def test_truncated_and_garbage(self, tmp_path):
         Image.fromarray(_gradient(200, 200)).save(tmp_path / 'ok.jpg')

@@ -30,7 +30,10 @@ def _save(path, img):
 
 def _run(source, out, detector, **kwargs):
     kwargs.setdefault('workers', 0)
-    return run_alignment(source, str(out), progress=False, detector=detector,
+    return run_alignment(source,
+                         str(out),
+                         progress=False,
+                         detector=detector,
                          **kwargs)
 
 
@@ -52,8 +55,9 @@ class TestFolderOutput:
                                                     'sad/a.png 1\n')
         assert (out / 'classes.txt').read_text() == 'happy\nsad\n'
         report = (out / 'report.tsv').read_text().splitlines()
-        assert report == ['path\treason',
-                          f'{src_dir}/sad/blank.png\tno face found']
+        assert report == [
+            'path\treason', f'{src_dir}/sad/blank.png\tno face found'
+        ]
         # a rerun does nothing
         again = _run(source, out, detector)
         assert (again.processed, again.done_before) == (0, 3)
@@ -68,7 +72,10 @@ class TestFolderOutput:
         # other settings are refused, unless overwriting
         with pytest.raises(CLIError, match='other settings'):
             _run(source, out, detector, settings=AlignSettings(mode='crop'))
-        crop = _run(source, out, detector, settings=AlignSettings(mode='crop'),
+        crop = _run(source,
+                    out,
+                    detector,
+                    settings=AlignSettings(mode='crop'),
                     overwrite=True)
         assert crop.aligned == 2
         saved = json.loads((out / '.align_settings.json').read_text())
@@ -82,7 +89,9 @@ class TestFolderOutput:
         _save(src_dir / 'pair.jpg', pair)
         _save(src_dir / 'pair.png', pair)  # same output name as pair.jpg
         out = tmp_path / 'out'
-        summary = _run(list_folder(str(src_dir)), out, detector,
+        summary = _run(list_folder(str(src_dir)),
+                       out,
+                       detector,
                        settings=AlignSettings(keep_all=True, refine=False))
         assert (summary.aligned, summary.faces) == (1, 2)
         assert summary.failures == {'name collision': 1}
@@ -104,7 +113,8 @@ class TestLMDBOutput:
             Record(str(tmp_path / 'img' / 'gone.jpg'), 'img/gone.jpg', 1,
                    'train'),
         ]
-        source = Source(records, ['x', 'y', 'z'], 3,
+        source = Source(records, ['x', 'y', 'z'],
+                        3,
                         skipped=[('/data/q.jpg', 'label 9 (Uncertain)')])
         out = tmp_path / 'faces.lmdb'
         settings = AlignSettings(image_format='jpeg')
@@ -117,8 +127,8 @@ class TestLMDBOutput:
         assert meta['splits']['train']['labels'] == [2]
         assert meta['splits']['test']['labels'] == [0]
         assert meta['extra']['alignment']['mode'] == 'align'
-        img = decode_image(LMDBReader(str(out)).get(image_key(
-            'test', 'img/a.jpg')))
+        img = decode_image(
+            LMDBReader(str(out)).get(image_key('test', 'img/a.jpg')))
         assert img.shape == (256, 256, 3)
         report = (tmp_path / 'faces.lmdb.report.tsv').read_text()
         assert '/data/q.jpg\tlabel 9 (Uncertain)' in report

@@ -28,8 +28,9 @@ class TestFolder:
                'Val/Sad/3.png')
         src = list_folder(str(tmp_path), 'split/class')
         assert src.classes == ['Angry', 'Happy', 'Sad']
-        assert [(r.split, r.label) for r in src.records] == [
-            ('Train', 0), ('Train', 1), ('Val', 2)]
+        assert [(r.split, r.label) for r in src.records] == [('Train', 0),
+                                                             ('Train', 1),
+                                                             ('Val', 2)]
         src = list_folder(str(tmp_path / 'Train'), 'class', split='train')
         assert [r.label for r in src.records] == [0, 1]
 
@@ -44,15 +45,15 @@ class TestFolder:
 class TestListFile:
 
     def test_labels_and_paths(self, tmp_path):
-        (tmp_path / 'list.txt').write_text(
-            '# comment\nimgs/a b.jpg 2\n\nimgs/c.jpg 0\n')
+        (tmp_path /
+         'list.txt').write_text('# comment\nimgs/a b.jpg 2\n\nimgs/c.jpg 0\n')
         src = list_file(str(tmp_path / 'list.txt'), split='test')
-        assert [(r.relpath, r.label, r.split) for r in src.records] == [
-            ('imgs/a b.jpg', 2, 'test'), ('imgs/c.jpg', 0, 'test')]
+        assert [(r.relpath, r.label, r.split)
+                for r in src.records] == [('imgs/a b.jpg', 2, 'test'),
+                                          ('imgs/c.jpg', 0, 'test')]
         assert src.records[0].path == str(tmp_path / 'imgs/a b.jpg')
         assert src.classes == ['0', '1', '2']
-        named = list_file(str(tmp_path / 'list.txt'),
-                          classes=['x', 'y', 'z'])
+        named = list_file(str(tmp_path / 'list.txt'), classes=['x', 'y', 'z'])
         assert named.classes == ['x', 'y', 'z']
         with pytest.raises(DataError, match='outside the 2 classes'):
             list_file(str(tmp_path / 'list.txt'), classes=['x', 'y'])
@@ -71,13 +72,14 @@ class TestDatasets:
     def test_rafdb(self, tmp_path):
         basic = tmp_path / 'basic'
         (basic / 'EmoLabel').mkdir(parents=True)
-        (basic / 'EmoLabel/list_patition_label.txt').write_text(
-            'train_00001.jpg 5\ntest_0001.jpg 7\n')
+        (basic / 'EmoLabel/list_patition_label.txt'
+         ).write_text('train_00001.jpg 5\ntest_0001.jpg 7\n')
         src = list_rafdb(str(tmp_path))  # the folder holding basic/ works
-        assert [(r.relpath, r.label, r.split) for r in src.records] == [
-            ('train_00001.jpg', 4, 'train'), ('test_0001.jpg', 6, 'test')]
-        assert src.records[0].path == str(
-            basic / 'Image/original/train_00001.jpg')
+        assert [(r.relpath, r.label, r.split)
+                for r in src.records] == [('train_00001.jpg', 4, 'train'),
+                                          ('test_0001.jpg', 6, 'test')]
+        assert src.records[0].path == str(basic /
+                                          'Image/original/train_00001.jpg')
         assert src.classes == list(RAFDB_CLASSES)
         (basic / 'EmoLabel/list_patition_label.txt').write_text('x.jpg 9\n')
         with pytest.raises(DataError, match='1-7'):
@@ -88,18 +90,20 @@ class TestDatasets:
         lists.mkdir()
         header = ('subDirectory_filePath,face_x,face_y,face_width,'
                   'face_height,facial_landmarks,expression,valence,arousal\n')
-        (lists / 'training.csv').write_text(
-            header + '1/a.jpg,0,0,9,9,"1;2",1,0.1,0.2\n'
-            '1/b.jpg,0,0,9,9,"1;2",9,0.1,0.2\n'
-            '2/c.jpg,0,0,9,9,"1;2",7,0.1,0.2\n')
-        (lists / 'validation.csv').write_text(
-            header + '3/d.jpg,0,0,9,9,"1;2",6,0,0\n')
+        (lists /
+         'training.csv').write_text(header +
+                                    '1/a.jpg,0,0,9,9,"1;2",1,0.1,0.2\n'
+                                    '1/b.jpg,0,0,9,9,"1;2",9,0.1,0.2\n'
+                                    '2/c.jpg,0,0,9,9,"1;2",7,0.1,0.2\n')
+        (lists / 'validation.csv').write_text(header +
+                                              '3/d.jpg,0,0,9,9,"1;2",6,0,0\n')
         src = list_affectnet(str(tmp_path))
-        assert [(r.relpath, r.label, r.split) for r in src.records] == [
-            ('1/a.jpg', 1, 'train'), ('2/c.jpg', 7, 'train'),
-            ('3/d.jpg', 6, 'test')]
-        assert src.records[0].path == str(
-            tmp_path / 'Manually_Annotated_Images/1/a.jpg')
+        assert [(r.relpath, r.label, r.split)
+                for r in src.records] == [('1/a.jpg', 1, 'train'),
+                                          ('2/c.jpg', 7, 'train'),
+                                          ('3/d.jpg', 6, 'test')]
+        assert src.records[0].path == str(tmp_path /
+                                          'Manually_Annotated_Images/1/a.jpg')
         assert src.classes == list(AFFECTNET8_CLASSES)
         assert src.skipped == [('affectnet8 train split',
                                 '1 left out: label 9 Uncertain is not one of '

@@ -3,7 +3,6 @@ import os
 import re
 
 import cv2
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -17,8 +16,9 @@ SUMMARY = re.compile(r'aligned (\d+) images \((\d+) faces\), failed (\d+)'
 def faces():
     from dmue_mm.alignment import sample_photos
     photos = sample_photos()
-    return (cv2.resize(photos['grace_hopper'], (222, 260)),
-            cv2.resize(photos['astronaut'], (260, 260)))
+    return (cv2.resize(photos['grace_hopper'],
+                       (222, 260)), cv2.resize(photos['astronaut'],
+                                               (260, 260)))
 
 
 def _counts(stdout: str):
@@ -39,8 +39,10 @@ class TestAlignTool:
         data = (src / 'hopper.jpg').read_bytes()
         (src / 'sub' / 'broken.jpg').write_bytes(data[:len(data) // 2])
         out = tmp_path / 'out'
-        cmd = ['tools/align.py', src, '--out', out, '--workers', '1',
-               '--no-progress']
+        cmd = [
+            'tools/align.py', src, '--out', out, '--workers', '1',
+            '--no-progress'
+        ]
         first = run_tool(cmd, timeout=240)
         assert _counts(first.stdout) == (3, 3, 1, 0)
         for rel in ('hopper.png', 'sub/grey.png', 'sub/rgba.png'):
@@ -51,9 +53,12 @@ class TestAlignTool:
         assert rows[0] == 'path\treason' and len(rows) == 2
         assert rows[1].startswith(f'{src}/sub/broken.jpg\tcorrupt')
         assert (out / 'labels.txt').read_text().split() == [
-            'hopper.png', 'sub/grey.png', 'sub/rgba.png']
-        stamps = {f: os.stat(out / f).st_mtime_ns
-                  for f in ('hopper.png', 'sub/grey.png')}
+            'hopper.png', 'sub/grey.png', 'sub/rgba.png'
+        ]
+        stamps = {
+            f: os.stat(out / f).st_mtime_ns
+            for f in ('hopper.png', 'sub/grey.png')
+        }
         # the rerun does no work
         second = run_tool(cmd, timeout=240)
         assert _counts(second.stdout) == (0, 0, 0, 4)
@@ -64,15 +69,16 @@ class TestAlignTool:
         basic = tmp_path / 'basic'
         (basic / 'EmoLabel').mkdir(parents=True)
         (basic / 'Image' / 'original').mkdir(parents=True)
-        (basic / 'EmoLabel' / 'list_patition_label.txt').write_text(
-            'train_00001.jpg 4\ntest_0001.jpg 1\ntest_0002.jpg 7\n')
+        (basic / 'EmoLabel' / 'list_patition_label.txt'
+         ).write_text('train_00001.jpg 4\ntest_0001.jpg 1\ntest_0002.jpg 7\n')
         for name, img in zip(('train_00001.jpg', 'test_0001.jpg'), faces):
             Image.fromarray(img).save(basic / 'Image' / 'original' / name)
         out = tmp_path / 'raf.lmdb'
         result = run_tool([
             'tools/align.py', basic, '--dataset', 'rafdb', '--out', out,
             '--mode', 'crop', '--workers', '0', '--no-progress'
-        ], timeout=240)
+        ],
+                          timeout=240)
         assert _counts(result.stdout) == (2, 2, 1, 0)
         meta = read_lmdb_metadata(str(out))
         assert meta['splits']['train']['labels'] == [3]
@@ -83,7 +89,9 @@ class TestAlignTool:
             tmp_path / 'raf.lmdb.report.tsv').read_text()
 
     def test_user_errors(self, tmp_path):
-        result = run_tool(['tools/align.py', tmp_path / 'nope', '--out',
-                           tmp_path / 'o'], timeout=120, check=False)
+        result = run_tool(
+            ['tools/align.py', tmp_path / 'nope', '--out', tmp_path / 'o'],
+            timeout=120,
+            check=False)
         assert result.returncode == 2
         assert result.stderr.strip().startswith('error: input')
