@@ -1,1 +1,4 @@
-__all__ = []
+"""Training hooks of the plugin."""
+from .branch_pruning import BranchPruningHook
+
+__all__ = ['BranchPruningHook']
