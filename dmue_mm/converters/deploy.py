@@ -140,7 +140,9 @@ def build_dmue_model(model_cfg: Mapping) -> nn.Module:
         cfg.pop(key, None)
     cfg['backbone'] = _without_init(cfg['backbone'])
     cfg.pop('data_preprocessor', None)
-    return MODELS.build(cfg).eval()
+    model = MODELS.build(cfg)
+    model.eval()
+    return model
 
 
 def load_dmue_state(model: nn.Module, state: Mapping[str, torch.Tensor],

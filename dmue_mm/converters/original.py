@@ -386,7 +386,9 @@ def plugin_checkpoint(weights: OriginalWeights,
 
 
 def _backbone(arch: str) -> nn.Module:
-    return MODELS.build(copy.deepcopy(ORIGINAL_BACKBONES[arch])).eval()
+    backbone = MODELS.build(copy.deepcopy(ORIGINAL_BACKBONES[arch]))
+    backbone.eval()  # MMPretrain's ResNet.train returns None: no chaining
+    return backbone
 
 
 def _check_target(weights: OriginalWeights, cfg: dict,
