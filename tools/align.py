@@ -18,6 +18,7 @@ Examples::
 A rerun skips the images already done; failures are listed in report.tsv.
 """
 import argparse
+import os.path as osp
 
 from dmue_mm.alignment import (FOLDER_LAYOUTS, MODES, AlignSettings,
                                list_affectnet, list_file, list_folder,
@@ -113,7 +114,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_source(args: argparse.Namespace):
     """The input records for the chosen ``--dataset``."""
-    import os.path as osp
     kind = args.dataset
     if kind == 'auto':
         if osp.isdir(args.input):
