@@ -20,14 +20,6 @@ K = 8
 SIZE = 64
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def recipe_model(name: str, num_classes: int):
     """The DMUE model of a shipped base config (the one a user fine-tunes
     with ``load_from``), without initialisation."""
