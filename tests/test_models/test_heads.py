@@ -246,3 +246,17 @@ class TestArguments:
         assert model.head.bnneck is None
         losses = model.loss(torch.randn(8, 3, 32, 32), samples(LABELS[:8]))
         assert math.isfinite(loss_total(losses).item())
+
+
+class TestAutocast:
+
+    def test_terms_in_float32_under_bf16(self, model, batch):
+        x, y = batch
+        with torch.no_grad():
+            reference_losses = model.loss(x, samples(y))
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                losses = model.loss(x, samples(y))
+        for name in ('loss_wce', 'loss_soft', 'loss_sp', 'loss_aux'):
+            assert losses[name].dtype == torch.float32, name
+            assert losses[name].item() == pytest.approx(
+                reference_losses[name].item(), rel=0.1), name

@@ -74,6 +74,10 @@ class _StageReached(Exception):
         self.kwargs_ = kwargs
 
 
+def _gap(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(dim=(2, 3))
+
+
 def stage_key(path: str) -> str:
     """Name of a last-stage module inside a branch (``stages.3`` ->
     ``stages_3``; module names may not contain dots)."""
@@ -112,6 +116,9 @@ class BackboneAdapter:
                       inputs: StageInput) -> torch.Tensor:
         """Run a last stage (the backbone's or a copy) and pool.
 
+        The default, for convolutional stages: the modules in call order,
+        then global average pooling.
+
         Args:
             stage (Mapping[str, nn.Module]): The stage modules by
                 :func:`stage_key`.
@@ -120,7 +127,10 @@ class BackboneAdapter:
         Returns:
             Tensor: The feature ``f`` of shape (B, D).
         """
-        raise NotImplementedError
+        x = inputs.batch
+        for module in stage.values():
+            x = module(x)
+        return _gap(x)
 
     def check(self) -> None:
         """Raise ValueError if the backbone config does not fit DMUE."""
@@ -238,17 +248,6 @@ def build_adapter(cfg: Union[None, str, dict],
     return _ADAPTERS[name](backbone, **options)
 
 
-def _run_in_order(stage: Mapping[str, nn.Module],
-                  x: torch.Tensor) -> torch.Tensor:
-    for module in stage.values():
-        x = module(x)
-    return x
-
-
-def _gap(x: torch.Tensor) -> torch.Tensor:
-    return x.mean(dim=(2, 3))
-
-
 @register_adapter('resnet')
 class ResNetAdapter(BackboneAdapter):
     """MMPretrain's ``ResNet`` family and its subclasses (``ResNetV1c``,
@@ -262,9 +261,6 @@ class ResNetAdapter(BackboneAdapter):
     @property
     def feat_dim(self) -> int:
         return self.backbone.feat_dim
-
-    def forward_stage(self, stage, inputs):
-        return _gap(_run_in_order(stage, inputs.batch))
 
 
 @register_adapter('mobilenet_v2')
@@ -283,16 +279,9 @@ class MobileNetV2Adapter(BackboneAdapter):
     def feat_dim(self) -> int:
         return self.backbone.out_channel
 
-    def forward_stage(self, stage, inputs):
-        return _gap(_run_in_order(stage, inputs.batch))
 
-
-@register_adapter('convnext')
-class ConvNeXtAdapter(BackboneAdapter):
-    """``ConvNeXt``: the last downsample layer, the last stage and the norm
-    that follows; pooled before the norm when ``gap_before_final_norm``
-    (the default, then the deploy model needs no neck)."""
-    backbone_types = (ConvNeXt, )
+class _StagesAdapter(BackboneAdapter):
+    """Backbones with a ``stages`` list and a ``norm{i}`` per output."""
 
     @property
     def _last(self) -> int:
@@ -300,6 +289,14 @@ class ConvNeXtAdapter(BackboneAdapter):
 
     def check(self):
         self._check_last_out_index(self._last + 1, 'out_indices')
+
+
+@register_adapter('convnext')
+class ConvNeXtAdapter(_StagesAdapter):
+    """``ConvNeXt``: the last downsample layer, the last stage and the norm
+    that follows; pooled before the norm when ``gap_before_final_norm``
+    (the default, then the deploy model needs no neck)."""
+    backbone_types = (ConvNeXt, )
 
     @property
     def deploy_neck(self):
@@ -380,17 +377,10 @@ class ViTAdapter(BackboneAdapter):
 
 
 @register_adapter('swin')
-class SwinAdapter(BackboneAdapter):
+class SwinAdapter(_StagesAdapter):
     """``SwinTransformer``: the last stage and its norm, pooled over the
     tokens (GAP)."""
     backbone_types = (SwinTransformer, )
-
-    @property
-    def _last(self) -> int:
-        return len(self.backbone.stages) - 1
-
-    def check(self):
-        self._check_last_out_index(self._last + 1, 'out_indices')
 
     def stage_paths(self) -> List[str]:
         return [f'stages.{self._last}', f'norm{self._last}']
