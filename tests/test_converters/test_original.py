@@ -13,6 +13,7 @@ from dmue_mm.converters import (ArchitectureMismatchError, ConversionError,
                                 DeployWriter, convert_target, parse_snapshot,
                                 parse_target, plugin_checkpoint,
                                 save_checkpoint)
+from .deploy_helpers import deploy_model
 from .original_format import (OriginalModel, balanced_labels, snapshot,
                               target_only)
 
@@ -36,12 +37,9 @@ def close(actual, expected, rel=1e-4):
 
 
 def deploy_logits(files, x):
-    cfg = Config.fromfile(files.config)
-    model = MODELS.build(cfg.model).eval()
-    ckpt = torch.load(files.checkpoint, map_location='cpu', weights_only=True)
-    model.load_state_dict(ckpt['state_dict'], strict=True)
+    model = deploy_model(files.config, files.checkpoint)
     with torch.no_grad():
-        return model(x, mode='tensor'), cfg
+        return model(x, mode='tensor'), Config.fromfile(files.config)
 
 
 def check_terms(model, reference, x, y):

@@ -3,35 +3,25 @@ and every branch copy equal the pretrained tensors (issue 8), from the
 plugin's own pretraining recipe and from the original MS-Celeb-1M format
 (``tools/convert.py msceleb``)."""
 import copy
-import logging
 import os.path as osp
 
 import pytest
 import torch
 from conftest import CONFIGS
 from mmengine.config import Config
-from mmengine.logging import MessageHub, MMLogger
+from mmengine.logging import MessageHub
 from mmengine.runner.checkpoint import (get_state_dict, load_checkpoint,
                                         save_checkpoint, weights_to_cpu)
 from mmpretrain.registry import MODELS
 
 import dmue_mm  # noqa: F401  registers the plugin
 from dmue_mm.converters import ConversionError, convert_msceleb
+from .deploy_helpers import quiet_init
 from .original_format import msceleb
 
 K = 4
 PRETRAIN_CFG = osp.join(CONFIGS, 'pretrain', 'faceres18_mvsoftmax_msceleb.py')
 DMUE_MODEL_CFG = osp.join(CONFIGS, '_base_', 'models', 'dmue_faceres18.py')
-
-
-def quiet_init(model) -> None:
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
 
 
 def dmue_model(init_cfg=None):

@@ -1,23 +1,16 @@
 """Branch pruning: the stock deploy model equals the DMUE target branch."""
-import copy
-import logging
-
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.config import Config
-from mmengine.logging import MMLogger
-from mmpretrain.registry import MODELS
 
-import dmue_mm  # noqa: F401  registers the plugin
 from dmue_mm.converters import (ConversionError, DeploySpec, DeployWriter,
                                 build_deploy_config, fold_bnneck,
                                 prune_state_dict)
+from .deploy_helpers import TINY_RESNET, deploy_model, dmue_cfg, trained_like
 
 K = 3
-TINY_RESNET = dict(type='ResNet', depth=18, base_channels=8, stem_channels=8,
-                   out_indices=(3, ))
 BACKBONES = {
     'resnet': (TINY_RESNET, 32),
     'face_resnet': (dict(type='FaceResNet', depth=18, base_channels=8,
@@ -46,44 +39,6 @@ LMDB_DATA = dict(
                       dict(type='PackInputs')])),
     test_evaluator=[dict(type='Accuracy', topk=(1, )),
                     dict(type='ExpressionMetric')])
-
-
-def dmue_cfg(backbone: dict, bnneck: bool = True) -> dict:
-    return dict(type='DMUEClassifier', backbone=copy.deepcopy(backbone),
-                head=dict(type='DMUEHead', num_classes=K, bnneck=bnneck))
-
-
-def trained_like(cfg: dict, seed: int = 0) -> nn.Module:
-    """A DMUE model with random BN-neck statistics and affine parameters
-    and a non-trivial classifier, so that the fold is not an identity."""
-    torch.manual_seed(seed)
-    model = MODELS.build(copy.deepcopy(cfg))
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
-    with torch.no_grad():
-        model.head.fc.weight.normal_(std=0.5)
-        neck = model.head.bnneck
-        if neck is not None:
-            neck.running_mean.normal_(std=0.5)
-            neck.running_var.uniform_(0.2, 3.0)
-            neck.weight.uniform_(0.5, 2.0)
-            neck.bias.normal_(std=0.5)
-    return model.eval()
-
-
-def deploy_model(files) -> nn.Module:
-    cfg = Config.fromfile(files.config)
-    model = MODELS.build(cfg.model)
-    state = torch.load(files.checkpoint, map_location='cpu',
-                       weights_only=True)['state_dict']
-    model.load_state_dict(state, strict=True)
-    model.eval()
-    return model
 
 
 class TestFold:
@@ -129,7 +84,7 @@ class TestDeployEqualsTargetBranch:
         model = trained_like(cfg)
         files = DeployWriter(DeploySpec.from_model(model, cfg)).write(
             model.state_dict(), str(tmp_path), 'm')
-        deploy = deploy_model(files)
+        deploy = deploy_model(files.config, files.checkpoint)
         x = torch.randn(6, 3, size, size)
         with torch.no_grad():
             expected = model(x, mode='tensor')

@@ -4,6 +4,7 @@ import glob
 import json
 import os.path as osp
 import pickle
+from types import SimpleNamespace
 
 import cv2
 import pytest
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from conftest import CLASSES, CONFIGS, run_tool
 from mmengine.config import Config
+from mmengine.logging import MessageHub, MMLogger
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
@@ -19,6 +21,7 @@ import dmue_mm  # noqa: F401  registers the plugin
 from dmue_mm.compat import load_local_checkpoint
 from dmue_mm.converters import DeploySpec, DeployWriter
 from dmue_mm.hooks import BranchPruningHook
+from test_converters.deploy_helpers import TINY_RESNET, deploy_model, dmue_cfg
 
 STOCK_TEST = osp.join(
     osp.dirname(__import__('mmpretrain').__file__), '.mim', 'tools',
@@ -88,15 +91,6 @@ def trained(image_folder, tmp_path_factory):
     val = sorted(glob.glob(osp.join(image_folder, 'val', '*', '*.png')))
     return dict(runner=runner, model=model, work_dir=work_dir,
                 deploy=osp.join(work_dir, 'deploy'), val=val)
-
-
-def deploy_model(config, checkpoint):
-    cfg = Config.fromfile(config)
-    model = MODELS.build(dict(cfg.model,
-                              data_preprocessor=cfg.data_preprocessor))
-    state = torch.load(checkpoint, map_location='cpu', weights_only=True)
-    model.load_state_dict(state['state_dict'], strict=True)
-    return model.eval()
 
 
 class TestDuringTraining:
@@ -195,14 +189,7 @@ class TestStockMMPretrain:
 class TestBestTracking:
 
     def test_new_best_replaces_the_previous_deploy_file(self, tmp_path):
-        from types import SimpleNamespace
-
-        from mmengine.logging import MessageHub, MMLogger
-        model_cfg = dict(
-            type='DMUEClassifier',
-            backbone=dict(type='ResNet', depth=18, base_channels=8,
-                          stem_channels=8, out_indices=(3, )),
-            head=dict(type='DMUEHead', num_classes=3))
+        model_cfg = dmue_cfg(TINY_RESNET)
         hub = MessageHub.get_instance('pruning_best_tracking')
         runner = SimpleNamespace(
             model=MODELS.build(model_cfg), cfg=Config(dict(model=model_cfg)),

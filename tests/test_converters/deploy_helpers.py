@@ -1,0 +1,61 @@
+"""Small DMUE models and deploy-file loaders shared by the deploy tests."""
+import copy
+import logging
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmpretrain.registry import MODELS
+
+import dmue_mm  # noqa: F401  registers the plugin
+
+TINY_RESNET = dict(type='ResNet', depth=18, base_channels=8, stem_channels=8,
+                   out_indices=(3, ))
+
+
+def dmue_cfg(backbone: dict, bnneck: bool = True, num_classes: int = 3
+             ) -> dict:
+    return dict(type='DMUEClassifier', backbone=copy.deepcopy(backbone),
+                head=dict(type='DMUEHead', num_classes=num_classes,
+                          bnneck=bnneck))
+
+
+def quiet_init(model: nn.Module) -> None:
+    """``init_weights`` without MMEngine's per-parameter report."""
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+
+
+def trained_like(cfg: dict, seed: int = 0) -> nn.Module:
+    """A DMUE model with random BN-neck statistics and affine parameters
+    and a non-trivial classifier, so that the fold is not an identity."""
+    torch.manual_seed(seed)
+    model = MODELS.build(copy.deepcopy(cfg))
+    quiet_init(model)
+    with torch.no_grad():
+        model.head.fc.weight.normal_(std=0.5)
+        neck = model.head.bnneck
+        if neck is not None:
+            neck.running_mean.normal_(std=0.5)
+            neck.running_var.uniform_(0.2, 3.0)
+            neck.weight.uniform_(0.5, 2.0)
+            neck.bias.normal_(std=0.5)
+    return model.eval()
+
+
+def deploy_model(config: str, checkpoint: str) -> nn.Module:
+    """The stock model of a deploy config, with the deploy checkpoint
+    loaded strictly through the safe unpickler."""
+    cfg = Config.fromfile(config)
+    model = MODELS.build(
+        dict(cfg.model, data_preprocessor=cfg.get('data_preprocessor')))
+    state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    model.load_state_dict(state['state_dict'], strict=True)
+    model.eval()
+    return model
