@@ -1,14 +1,29 @@
 """Small DMUE models and deploy-file loaders shared by the deploy tests."""
 import copy
 import logging
+import os.path as osp
 
+import pytest
 import torch
 import torch.nn as nn
+from conftest import CLASSES, CONFIGS
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS
 
 import dmue_mm  # noqa: F401  registers the plugin
+from dmue_mm.converters import DeploySpec, DeployWriter
+
+@pytest.fixture(scope='package', autouse=True)
+def one_thread():
+    """One torch thread (import it into a test package's conftest): the
+    machine is shared, and oversubscribed OpenMP threads spin; restores the
+    previous setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 TINY_RESNET = dict(type='ResNet', depth=18, base_channels=8, stem_channels=8,
                    out_indices=(3, ))
@@ -59,3 +74,15 @@ def deploy_model(config: str, checkpoint: str) -> nn.Module:
     model.load_state_dict(state['state_dict'], strict=True)
     model.eval()
     return model
+
+
+def folder_deploy(out_dir: str, classes=CLASSES):
+    """Deploy files of a tiny model on the generated-folder data config
+    (mean = std = 127.5, RGB, no resize)."""
+    cfg = dmue_cfg(TINY_RESNET, num_classes=len(classes))
+    model = trained_like(cfg)
+    data = Config.fromfile(
+        osp.join(CONFIGS, '_base_', 'datasets', 'generated_folder.py'))
+    writer = DeployWriter(DeploySpec.from_model(model, cfg), data_cfg=data,
+                          classes=classes)
+    return writer.write(model.state_dict(), out_dir, 'm')
