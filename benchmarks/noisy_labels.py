@@ -69,7 +69,7 @@ __all__ = [
     'blend', 'make_ambiguous', 'blended_test_set', 'auroc', 'mean_std',
     'round_significant', 'random_shift', 'model_cfg', 'build_model',
     'measure_sp', 'prepare_data', 'train_model', 'run_one', 'summarise',
-    'format_tables', 'main'
+    'format_tables', 'plot_results', 'main'
 ]
 
 METHODS = ('ce', 'ls', 'dmue')
@@ -620,18 +620,19 @@ def _probability_metrics(prob: np.ndarray, data: TaskData) -> dict:
 
 
 def _detection_metrics(model, method: str, data: TaskData,
-                       score: Optional[np.ndarray]) -> Tuple[dict, dict]:
+                       score: Optional[np.ndarray],
+                       partner: np.ndarray) -> Tuple[dict, dict]:
     """AUROCs of the affected training images and DMUE's diagnostics;
     also the per-sample signals for the plots."""
     p_given = predict_proba(model, data.train_x)[np.arange(
         len(data.train_y)), data.train_y]
-    has_both = 0 < data.affected.sum() < data.affected.size
-    out = dict(auroc_p=auroc(-p_given, data.affected) if has_both else None)
-    signals = dict(p_given=p_given, affected=data.affected)
+    affected = data.affected
+    has_both = 0 < affected.sum() < affected.size
+    out = dict(auroc_p=auroc(-p_given, affected) if has_both else None)
+    signals = dict(p_given=p_given, affected=affected)
     if method != 'dmue':
         return out, signals
     peak = latent_argmax(model, data.train_x, data.train_y)
-    affected = data.affected
     out.update(
         auroc_sigma=auroc(-score, affected) if has_both else None,
         sigma_mean=float(score.mean()),
@@ -640,7 +641,9 @@ def _detection_metrics(model, method: str, data: TaskData,
         if affected.any() else None,
         sigma_clean=float(score[~affected].mean()),
         latent_hit=float((peak[affected] == data.hidden[affected]).mean())
-        if affected.any() else None)
+        if affected.any() else None,
+        latent_partner_clean=float(
+            (peak[~affected] == partner[data.train_y[~affected]]).mean()))
     signals['sigma'] = score
     return out, signals
 
@@ -665,7 +668,8 @@ def run_one(method: str, setting: Setting, seed: int, recipe: Recipe,
     metrics['soft_nll'] = soft_nll(
         torch.from_numpy(data.blend_target),
         log_probabilities(predict_proba(model, data.blend_x)))
-    detection, signals = _detection_metrics(model, method, data, score)
+    detection, signals = _detection_metrics(model, method, data, score,
+                                             partner)
     metrics.update(detection)
     return dict(
         method=method,
@@ -688,7 +692,8 @@ DMUE_METRICS = (('sigma_mean', 'sigma mean', 3), ('sigma_std',
                                                    'sigma spread (std)', 3),
                 ('sigma_affected', 'sigma affected', 3),
                 ('sigma_clean', 'sigma clean', 3),
-                ('latent_hit', 'latent peak = hidden class', 3))
+                ('latent_hit', 'latent peak = hidden class', 3),
+                ('latent_partner_clean', 'latent peak = partner (clean)', 3))
 
 
 def summarise(runs: List[dict]) -> Dict[str, Dict[str, Dict[str, list]]]:
@@ -744,71 +749,105 @@ def format_tables(summary: dict, settings: Sequence[Setting],
     return main + '\n\nDMUE diagnostics (training images):\n\n' + extra
 
 
-def _errorbars(ax, xs, stats, label):
-    mean = [s[0] if s else np.nan for s in stats]
-    std = [s[1] if s else np.nan for s in stats]
-    ax.errorbar(xs, mean, yerr=std, marker='o', capsize=3, label=label)
+PLOT_PANELS = (('top1', 'top-1 % (clean test)'), ('nll', 'NLL (clean test)'),
+               ('ece', 'ECE % (clean test)'),
+               ('soft_nll', 'soft NLL (blended test)'),
+               ('auroc', 'AUROC, affected train images'))
+
+
+def _series(methods: Sequence[str], key: str) -> List[Tuple[str, str, str]]:
+    """``(method, metric, label)`` curves of a panel; the AUROC panel shows
+    p(label) for every method and DMUE's sigma."""
+    if key != 'auroc':
+        return [(m, key, METHOD_NAMES[m]) for m in methods]
+    curves = [(m, 'auroc_p', f'{METHOD_NAMES[m]}: p(label)') for m in methods]
+    if 'dmue' in methods:
+        curves.append(('dmue', 'auroc_sigma', 'DMUE: sigma'))
+    return curves
+
+
+def _stat(summary: dict, setting: str, method: str, key: str) -> list:
+    stat = summary[setting][method].get(key)
+    return [np.nan, np.nan] if stat is None else stat
+
+
+def _panel_style(ax, key: str, title: str) -> None:
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if key == 'auroc':
+        ax.axhline(0.5, color='grey', linestyle='--', linewidth=1)
 
 
 def plot_results(summary: dict, runs: List[dict], settings: Sequence[Setting],
                  methods: Sequence[str], out_dir: str) -> List[str]:
-    """Write ``noise.png``, ``ambiguity.png`` and ``uncertainty.png``."""
+    """Write ``noise.png`` (metrics vs. noise rate), ``ambiguity.png``
+    (metrics of the ambiguous setting) and ``uncertainty.png`` (DMUE's
+    sigma on affected vs. clean training images); mean ± std over seeds."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     written = []
     noise = [s for s in settings if not s.ambiguous]
-    panels = TABLE_METRICS[:3] + (TABLE_METRICS[5], )
     if noise:
-        fig, axes = plt.subplots(1, len(panels), figsize=(16, 3.6))
+        fig, axes = plt.subplots(1, len(PLOT_PANELS), figsize=(20, 3.8))
         xs = [s.noise * 100 for s in noise]
-        for ax, (key, title, _) in zip(axes, panels):
-            for method in methods:
-                _errorbars(ax, xs, [
-                    summary[s.name][method].get(key) for s in noise
-                ], METHOD_NAMES[method])
+        for ax, (key, title) in zip(axes, PLOT_PANELS):
+            for method, metric, label in _series(methods, key):
+                stats = np.array(
+                    [_stat(summary, s.name, method, metric) for s in noise])
+                ax.errorbar(xs, stats[:, 0], yerr=stats[:, 1], marker='o',
+                            capsize=3, label=label)
             ax.set_xlabel('symmetric label noise %')
-            ax.set_title(title)
-            ax.grid(alpha=0.3)
-        axes[0].legend()
+            _panel_style(ax, key, title)
+        axes[0].legend(fontsize=8)
+        axes[-1].legend(fontsize=7)
         fig.tight_layout()
         written.append(_save(fig, out_dir, 'noise.png'))
     ambiguous = [s for s in settings if s.ambiguous]
     if ambiguous:
-        keys = [m for m in TABLE_METRICS if m[0] != 'nll_ts']
-        fig, axes = plt.subplots(1, len(keys), figsize=(18, 3.4))
-        stats = summary[ambiguous[0].name]
-        for ax, (key, title, _) in zip(axes, keys):
-            values = [stats[m].get(key) for m in methods]
-            ax.bar(range(len(methods)),
-                   [v[0] if v else 0 for v in values],
-                   yerr=[v[1] if v else 0 for v in values],
-                   capsize=3, color=['C0', 'C1', 'C2'][:len(methods)])
-            ax.set_xticks(range(len(methods)))
-            ax.set_xticklabels([METHOD_NAMES[m] for m in methods],
-                               fontsize=8)
-            ax.set_title(title, fontsize=10)
+        name = ambiguous[0].name
+        fig, axes = plt.subplots(1, len(PLOT_PANELS), figsize=(20, 3.8))
+        for ax, (key, title) in zip(axes, PLOT_PANELS):
+            curves = _series(methods, key)
+            for i, (method, metric, label) in enumerate(curves):
+                mean, std = _stat(summary, name, method, metric)
+                ax.errorbar([i], [mean], yerr=[std], marker='o', capsize=4,
+                            color=f'C{METHODS.index(method)}')
+            ax.set_xticks(range(len(curves)))
+            ax.set_xticklabels([c[2] for c in curves], fontsize=7,
+                               rotation=20)
+            ax.set_xlim(-0.5, len(curves) - 0.5)
+            _panel_style(ax, key, title)
+        fig.suptitle(f'{name}: {_runs_note(runs, name)}', fontsize=10)
         fig.tight_layout()
         written.append(_save(fig, out_dir, 'ambiguity.png'))
-    dmue = [r for r in runs if r['method'] == 'dmue'
-            and r['signals']['affected'].any()]
+    dmue = [
+        r for r in runs
+        if r['method'] == 'dmue' and r['signals']['affected'].any()
+    ]
     if dmue:
         names = list(dict.fromkeys(r['setting'] for r in dmue))
-        fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2),
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
         for ax, name in zip(axes[0], names):
-            sig = [r['signals'] for r in dmue if r['setting'] == name]
-            sigma = np.concatenate([s['sigma'] for s in sig])
-            hit = np.concatenate([s['affected'] for s in sig])
+            signals = [r['signals'] for r in dmue if r['setting'] == name]
+            sigma = np.concatenate([s['sigma'] for s in signals])
+            hit = np.concatenate([s['affected'] for s in signals])
             bins = np.linspace(sigma.min(), sigma.max(), 30)
             ax.hist(sigma[~hit], bins, alpha=0.6, density=True, label='clean')
             ax.hist(sigma[hit], bins, alpha=0.6, density=True,
-                    label='flipped/blended')
+                    label='flipped / blended')
             ax.set_title(f'DMUE sigma, {name}', fontsize=10)
         axes[0, 0].legend(fontsize=8)
         fig.tight_layout()
         written.append(_save(fig, out_dir, 'uncertainty.png'))
     return written
+
+
+def _runs_note(runs: List[dict], setting: str) -> str:
+    """``'N seed(s)'`` of a setting, for plot titles."""
+    seeds = {r['seed'] for r in runs if r['setting'] == setting}
+    return f'mean ± std over {len(seeds)} seed(s)'
 
 
 def _save(fig, out_dir: str, name: str) -> str:
