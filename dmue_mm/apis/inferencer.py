@@ -6,9 +6,11 @@ deploy config + checkpoint (see ``docs/deploy.md``), with optional face
 alignment (:func:`dmue_mm.alignment.align_face`) and a progress bar.
 """
 import csv
+import io
 import json
 import os
 import os.path as osp
+from contextlib import redirect_stdout
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
@@ -114,9 +116,11 @@ class ExpressionInferencer:
             if not osp.isfile(path):
                 raise FileNotFoundError(f'{what} {path!r} not found: check '
                                         'the path')
-        self.inferencer = ImageClassificationInferencer(
-            model=config, pretrained=checkpoint, device=device,
-            classes=classes)
+        # MMEngine print()s "Loads checkpoint by ...": keep stdout for results
+        with redirect_stdout(io.StringIO()):
+            self.inferencer = ImageClassificationInferencer(
+                model=config, pretrained=checkpoint, device=device,
+                classes=classes)
         num_classes = self.inferencer.model.head.num_classes
         names = self.inferencer.classes
         self.classes = (list(names) if names is not None
@@ -166,7 +170,7 @@ class ExpressionInferencer:
                 pred.error = str(exc)
             preds.append(pred)
         if arrays:
-            outputs = self.inferencer(arrays, batch_size=len(arrays))
+            outputs = self._infer(arrays)
             for pred, out in zip(ready, outputs):
                 scores = np.asarray(out['pred_scores'], dtype=np.float64)
                 label = int(scores.argmax())
@@ -178,6 +182,14 @@ class ExpressionInferencer:
                 pred.pred_class = self.classes[label]
                 pred.pred_score = float(scores[label])
         return preds
+
+    def _infer(self, arrays: List[np.ndarray]) -> List[dict]:
+        """The inferencer's steps without its own progress bar."""
+        samples = []
+        for batch in self.inferencer.preprocess(arrays,
+                                                batch_size=len(arrays)):
+            samples.extend(self.inferencer.forward(batch))
+        return self.inferencer.postprocess(samples, None)
 
     def _prepare(self, item: ImageInput) -> np.ndarray:
         """RGB image (aligned if asked) -> BGR array, as MMPretrain's

@@ -160,7 +160,8 @@ class TestStockMMPretrain:
         images = trained['val'][:3]
         run_tool([str(script), config, ckpt, lmdb_cfg,
                   osp.join(image_folder, 'val'), str(tmp_path),
-                  ','.join(images)], timeout=240)
+                  ','.join(images)], timeout=240,
+                 env={'OMP_NUM_THREADS': '1'})
 
         expected = F.softmax(
             target_logits(trained['model'], read_images(trained['val'])), 1)
