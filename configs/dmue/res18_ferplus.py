@@ -1,4 +1,5 @@
-# DMUE, face ResNet-18, FERPlus (8 classes), ramp_a 12 (the config comment: 10/12/14).
+# DMUE, face ResNet-18, FERPlus (8 classes), ramp_a 12
+# (the released config comment: 10/12/14).
 _base_ = [
     '../_base_/datasets/ferplus.py',
     '../_base_/models/dmue_faceres18.py',

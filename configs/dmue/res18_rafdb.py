@@ -1,4 +1,5 @@
-# DMUE, face ResNet-18, RAF-DB basic (7 classes), ramp_a 10 (the author: 9 or 10).
+# DMUE, face ResNet-18, RAF-DB basic (7 classes), ramp_a 10
+# (the author: 9 or 10).
 _base_ = [
     '../_base_/datasets/rafdb.py',
     '../_base_/models/dmue_faceres18.py',

@@ -85,7 +85,7 @@ class TestGroupStepLR:
         for _ in range(36):
             for group in wrapper.optimizer.param_groups:
                 seen[group['name']].append(group['lr'])
-            wrapper.optimizer.step()
+            wrapper.step()
             scheduler.step()
         assert seen['trunk'] == pytest.approx(LR1, rel=1e-9)
         assert seen['classifier'] == pytest.approx(LR2, rel=1e-9)

@@ -9,6 +9,7 @@ import os
 import os.path as osp
 import sys
 
+import pytest
 import torch
 from dmue_testing import loss_total, one_thread, samples, tiny_dmue  # noqa
 from mmengine.logging import MessageHub
@@ -79,7 +80,6 @@ class TestGlobalStatsDDP:
             for name in TERMS:
                 ref = losses[name].item()
                 tol = dict(rel=1e-4) if name == 'sp' else dict(abs=1e-5)
-                import pytest
                 assert out['losses'][name] == pytest.approx(ref, **tol), name
             for name, ref in ref_grads.items():
                 grad = out['grads'][name]

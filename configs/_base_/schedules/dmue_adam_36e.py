@@ -1,7 +1,8 @@
 # The DMUE schedule (spec §4): Adam with coupled weight decay 1e-4, two
 # parameter groups and the original's per-epoch step table, 36 epochs.
 #   trunk (backbone + auxiliary branches), lr1:
-#       1e-4 (epochs 0-5), 5e-5 (6-11), 1e-5 (12-21), 5e-5 (22-24), 1e-5 (25-35)
+#       1e-4 (epochs 0-5), 5e-5 (6-11), 1e-5 (12-21), 5e-5 (22-24),
+#       1e-5 (25-35)
 #   classifier (fc, aux_fcs, uncertainty MLP, BN-neck), lr2 = 10 x lr1:
 #       1e-3 (0-3), 5e-4 (4-7), 1e-4 (8-13), 1e-5 (14-21), 5e-5 (22-24),
 #       1e-5 (25-35)
