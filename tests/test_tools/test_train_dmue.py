@@ -46,7 +46,8 @@ def test_two_epochs(seven_classes, tmp_path, launcher, amp):
     if launcher == 'train':
         cmd = [osp.join(TOOLS, 'train.py'), CONFIG, *options]
         env = {'OMP_NUM_THREADS': '1'}
-    else:
+    else:  # with the global pairwise statistics under MMEngine's DDP
+        options.append('model.head.global_stats=True')
         cmd = [osp.join(TOOLS, 'dist_train.sh'), CONFIG, '2', *options]
         env = {'PORT': str(free_port())}
     result = run_tool(cmd, timeout=300, env=env)

@@ -35,10 +35,12 @@ def _gather_group() -> dist.ProcessGroup:
     the two streams of collectives can never interleave differently on
     different ranks.
     """
-    world = dist.get_world_size()
-    if world not in _GROUPS:
-        _GROUPS[world] = dist.new_group(ranks=list(range(world)))
-    return _GROUPS[world]
+    key = id(dist.group.WORLD)  # a new default group needs a new group
+    if key not in _GROUPS:
+        _GROUPS.clear()
+        _GROUPS[key] = dist.new_group(
+            ranks=list(range(dist.get_world_size())))
+    return _GROUPS[key]
 
 
 class _GatherRows(torch.autograd.Function):
