@@ -52,8 +52,11 @@ BASELINE = dict(
     type='ImageClassifier',
     backbone=dict(type='ResNet', depth=18, out_indices=(3, )),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=512,
-              loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
+    head=dict(
+        type='LinearClsHead',
+        num_classes=NUM_CLASSES,
+        in_channels=512,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
 BACKBONES = {
     'ResNet-18': dict(type='ResNet', depth=18, out_indices=(3, )),
     'FaceResNet-18': dict(type='FaceResNet', depth=18, out_indices=(3, )),
@@ -65,11 +68,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--size', type=int, default=224, help='input size')
     parser.add_argument('--batches', type=int, nargs='+', default=[1, 16])
     parser.add_argument('--rounds', type=int, default=7)
-    parser.add_argument('--iters', type=int, default=0,
-                        help='forward passes per round and model (default: '
-                        '16 // batch, at least 2)')
-    parser.add_argument('--threads', type=int, default=0,
-                        help='torch threads (default: all cores)')
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=0,
+        help='forward passes per round and model (default: '
+        '16 // batch, at least 2)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=0,
+        help='torch threads (default: all cores)')
     parser.add_argument('--out', help='write the results as JSON')
     return parser.parse_args(argv)
 
@@ -77,8 +86,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def dmue_model(backbone: dict) -> nn.Module:
     """A DMUE model with non-trivial BN-neck statistics."""
     model = MODELS.build(
-        dict(type='DMUEClassifier', backbone=copy.deepcopy(backbone),
-             head=dict(type='DMUEHead', num_classes=NUM_CLASSES)))
+        dict(
+            type='DMUEClassifier',
+            backbone=copy.deepcopy(backbone),
+            head=dict(type='DMUEHead', num_classes=NUM_CLASSES)))
     with torch.no_grad():
         model.head.bnneck.running_mean.normal_(std=0.1)
         model.head.bnneck.running_var.uniform_(0.5, 2.0)
@@ -92,8 +103,8 @@ def deploy_model(backbone: dict, folder: str) -> nn.Module:
     files = DeployWriter(DeploySpec.from_model(model, cfg)).write(
         model.state_dict(), folder, backbone['type'])
     deploy = MODELS.build(Config.fromfile(files.config).model)
-    state = torch.load(files.checkpoint, map_location='cpu',
-                       weights_only=True)['state_dict']
+    state = torch.load(
+        files.checkpoint, map_location='cpu', weights_only=True)['state_dict']
     deploy.load_state_dict(state, strict=True)
     return deploy.eval()
 
@@ -123,8 +134,8 @@ def timer(model: nn.Module, x: torch.Tensor) -> Callable[[int], float]:
     return run
 
 
-def measure(models: Dict[str, nn.Module], batch: int, size: int,
-            rounds: int, iters: int) -> Dict[str, List[float]]:
+def measure(models: Dict[str, nn.Module], batch: int, size: int, rounds: int,
+            iters: int) -> Dict[str, List[float]]:
     """Per-round seconds per forward pass of every model, interleaved."""
     x = torch.randn(batch, 3, size, size)
     runs = {name: timer(model, x) for name, model in models.items()}
@@ -137,26 +148,28 @@ def measure(models: Dict[str, nn.Module], batch: int, size: int,
     return times
 
 
-def summarise(times: Dict[str, List[float]],
-              params: Dict[str, int]) -> List[dict]:
+def summarise(times: Dict[str, List[float]], params: Dict[str,
+                                                          int]) -> List[dict]:
     base = times['baseline']
     rows = []
     for name, values in times.items():
         ratios = [v / b for v, b in zip(values, base)]
         rows.append(
-            dict(model=name,
-                 ms=statistics.median(values) * 1e3,
-                 ratio=statistics.median(ratios),
-                 ratio_min=min(ratios),
-                 ratio_max=max(ratios),
-                 params=params[name]))
+            dict(
+                model=name,
+                ms=statistics.median(values) * 1e3,
+                ratio=statistics.median(ratios),
+                ratio_min=min(ratios),
+                ratio_max=max(ratios),
+                params=params[name]))
     return rows
 
 
 def format_rows(batch: int, rows: List[dict]) -> str:
-    lines = [f'batch {batch}',
-             f'{"model":<22} {"ms/forward":>10} {"ratio":>6} '
-             f'{"(min-max)":>13} {"params":>12}']
+    lines = [
+        f'batch {batch}', f'{"model":<22} {"ms/forward":>10} {"ratio":>6} '
+        f'{"(min-max)":>13} {"params":>12}'
+    ]
     for r in rows:
         lines.append(f'{r["model"]:<22} {r["ms"]:>10.2f} {r["ratio"]:>6.2f} '
                      f'{r["ratio_min"]:>6.2f}-{r["ratio_max"]:<6.2f} '
@@ -174,9 +187,12 @@ def main(argv=None) -> dict:
         name: sum(p.numel() for p in model.parameters())
         for name, model in models.items()
     }
-    results = dict(size=args.size, rounds=args.rounds,
-                   threads=torch.get_num_threads(), num_classes=NUM_CLASSES,
-                   batches={})
+    results = dict(
+        size=args.size,
+        rounds=args.rounds,
+        threads=torch.get_num_threads(),
+        num_classes=NUM_CLASSES,
+        batches={})
     for batch in args.batches:
         iters = args.iters or max(2, 16 // batch)
         rows = summarise(

@@ -2,40 +2,44 @@
 
 Subcommands (``python tools/convert.py SUBCOMMAND -h`` for all options):
 
-``snapshot``  an original DMUE training snapshot (bare state dict, keys with
-              or without ``module.``; ResNet-18 face stem or ResNet-50-IBN-a;
-              any K) -> a plugin checkpoint (``-o``, for ``load_from``: resume
-              or fine-tune) and/or a deploy config + checkpoint
-              (``--deploy-dir``)::
+``snapshot``
+    An original DMUE training snapshot (bare state dict, keys with or
+    without ``module.``; ResNet-18 face stem or ResNet-50-IBN-a; any K) -> a
+    plugin checkpoint (``-o``, for ``load_from``: resume or fine-tune)
+    and/or a deploy config + checkpoint (``--deploy-dir``)::
 
-                  python tools/convert.py snapshot ep7_b3400_acc0.6285.pth \\
-                      -o work_dirs/affectnet_r18.pth --deploy-dir deploy/
+        python tools/convert.py snapshot ep7_b3400_acc0.6285.pth \\
+            -o work_dirs/affectnet_r18.pth --deploy-dir deploy/
 
-``target``    the original converted target-only weights (``base.*``,
-              ``bottleneck.*``, ``classifiers.0.weight``) -> a deploy config
-              + checkpoint::
+``target``
+    The original converted target-only weights (``base.*``,
+    ``bottleneck.*``, ``classifiers.0.weight``) -> a deploy config +
+    checkpoint::
 
-                  python tools/convert.py target AffectNet_res18_acc0.6285.pth \\
-                      --deploy-dir deploy/
+        python tools/convert.py target AffectNet_res18.pth \\
+            --deploy-dir deploy/
 
-``msceleb``   the original MS-Celeb-1M pretraining checkpoint (``feat_net.*``)
-              -> plugin initial weights (trunk, and with ``--num-classes`` every
-              branch copy)::
+``msceleb``
+    The original MS-Celeb-1M pretraining checkpoint (``feat_net.*``) ->
+    plugin initial weights (the trunk, and with ``--num-classes`` every
+    branch copy)::
 
-                  python tools/convert.py msceleb mv_epoch_17.pt \\
-                      -o pretrain/faceres18_msceleb.pth --num-classes 8
+        python tools/convert.py msceleb mv_epoch_17.pt \\
+            -o pretrain/faceres18_msceleb.pth --num-classes 8
 
-``deploy``    a checkpoint of a DMUE training run -> a deploy config +
-              checkpoint (what ``BranchPruningHook`` writes)::
+``deploy``
+    A checkpoint of a DMUE training run -> a deploy config + checkpoint
+    (what ``BranchPruningHook`` writes)::
 
-                  python tools/convert.py deploy work_dirs/res18_rafdb/epoch_36.pth \\
-                      --deploy-dir work_dirs/res18_rafdb/deploy
+        python tools/convert.py deploy work_dirs/rafdb/epoch_36.pth \\
+            --deploy-dir work_dirs/rafdb/deploy
 
-``onnx``      a deploy config + checkpoint -> ONNX (dynamic batch), checked
-              against onnxruntime::
+``onnx``
+    A deploy config + checkpoint -> ONNX (dynamic batch), checked against
+    onnxruntime::
 
-                  python tools/convert.py onnx deploy/deploy.py deploy/last.pth \\
-                      -o model.onnx
+        python tools/convert.py onnx deploy/deploy.py deploy/last.pth \\
+            -o model.onnx
 
 Original files are read with ``torch.load(weights_only=True)``.
 """
@@ -45,6 +49,11 @@ from dmue_mm.converters import (ARCH_CHOICES, TEST_DATA_MODES, OnnxReport,
                                 convert_msceleb, convert_plugin,
                                 convert_snapshot, convert_target, export_onnx)
 from dmue_mm.utils.cli import cli_entry
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                     argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help, the module docstring as written."""
 
 
 def _classes(text):
@@ -73,8 +82,7 @@ def _add_deploy_args(parser: argparse.ArgumentParser, required: bool) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Convert DMUE checkpoints (see the module docstring)',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=__doc__, formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest='command', required=True)
 
     snap = sub.add_parser(
@@ -93,17 +101,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     msceleb = sub.add_parser(
         'msceleb', help='original MS-Celeb-1M pretraining -> plugin init')
     msceleb.add_argument('checkpoint', help='mv_epoch_*.pt')
-    msceleb.add_argument('-o', '--out', required=True,
-                         help='plugin checkpoint to write')
     msceleb.add_argument(
-        '--num-classes', type=int,
+        '-o', '--out', required=True, help='plugin checkpoint to write')
+    msceleb.add_argument(
+        '--num-classes',
+        type=int,
         help='K of the DMUE model: also fill every auxiliary branch')
     msceleb.add_argument('--arch', choices=ARCH_CHOICES, default='auto')
 
     deploy = sub.add_parser('deploy', help='plugin checkpoint -> deploy')
     deploy.add_argument('checkpoint', help='checkpoint of a DMUE run')
     deploy.add_argument(
-        '--config', help='the training config (default: stored in the '
+        '--config',
+        help='the training config (default: stored in the '
         'checkpoint)')
     deploy.add_argument('--name', help='deploy checkpoint name (no .pth)')
     _add_deploy_args(deploy, required=True)
@@ -113,13 +123,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     onnx.add_argument('checkpoint', help='deploy checkpoint')
     onnx.add_argument('-o', '--out', required=True, help='the .onnx file')
     onnx.add_argument(
-        '--shape', type=int, nargs=2, metavar=('H', 'W'),
+        '--shape',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
         help='input size (default: the test pipeline\'s crop size)')
     onnx.add_argument('--opset', type=int, default=17)
-    onnx.add_argument('--no-verify', action='store_true',
-                      help='skip the onnxruntime check')
-    onnx.add_argument('--atol', type=float, default=1e-4,
-                      help='largest allowed logit difference')
+    onnx.add_argument(
+        '--no-verify', action='store_true', help='skip the onnxruntime check')
+    onnx.add_argument(
+        '--atol',
+        type=float,
+        default=1e-4,
+        help='largest allowed logit difference')
     return parser.parse_args(argv)
 
 
@@ -139,10 +155,20 @@ def run(args: argparse.Namespace):
         return convert_msceleb(args.checkpoint, args.out, args.num_classes,
                                args.arch)
     if args.command == 'deploy':
-        return convert_plugin(args.checkpoint, args.deploy_dir, args.config,
-                              name=args.name, **deploy_args)
-    return export_onnx(args.config, args.checkpoint, args.out, args.shape,
-                       args.opset, not args.no_verify, atol=args.atol)
+        return convert_plugin(
+            args.checkpoint,
+            args.deploy_dir,
+            args.config,
+            name=args.name,
+            **deploy_args)
+    return export_onnx(
+        args.config,
+        args.checkpoint,
+        args.out,
+        args.shape,
+        args.opset,
+        not args.no_verify,
+        atol=args.atol)
 
 
 def report(result) -> None:

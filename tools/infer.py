@@ -25,19 +25,27 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('config', help='deploy config')
     parser.add_argument('checkpoint', help='deploy checkpoint')
-    parser.add_argument('inputs', nargs='+',
-                        help='image files and/or folders (recursive)')
-    parser.add_argument('--align', action='store_true',
-                        help='detect and align the largest face first')
-    parser.add_argument('--align-mode', choices=('align', 'crop'),
-                        default='align',
-                        help='align: DMUE 5-point template; crop: box crop')
-    parser.add_argument('--out', help='write the results to a .json or .csv '
-                        'file instead of printing a table')
+    parser.add_argument(
+        'inputs', nargs='+', help='image files and/or folders (recursive)')
+    parser.add_argument(
+        '--align',
+        action='store_true',
+        help='detect and align the largest face first')
+    parser.add_argument(
+        '--align-mode',
+        choices=('align', 'crop'),
+        default='align',
+        help='align: DMUE 5-point template; crop: box crop')
+    parser.add_argument(
+        '--out',
+        help='write the results to a .json or .csv '
+        'file instead of printing a table')
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--classes', help='class names, comma-separated '
-                        "(default: the checkpoint's)")
+    parser.add_argument(
+        '--classes',
+        help='class names, comma-separated '
+        "(default: the checkpoint's)")
     return parser.parse_args(argv)
 
 
@@ -46,8 +54,12 @@ def main(argv=None):
     args = parse_args(argv)
     classes = args.classes.split(',') if args.classes else None
     inferencer = ExpressionInferencer(
-        args.config, args.checkpoint, device=args.device, align=args.align,
-        align_mode=args.align_mode, classes=classes)
+        args.config,
+        args.checkpoint,
+        device=args.device,
+        align=args.align,
+        align_mode=args.align_mode,
+        classes=classes)
     predictions = inferencer(
         args.inputs, batch_size=args.batch_size, progress=True)
     if args.out:

@@ -51,8 +51,8 @@ class Prediction:
         return asdict(self)
 
 
-def collect_images(inputs: Union[ImageInput, Sequence[ImageInput]]
-                   ) -> List[ImageInput]:
+def collect_images(
+        inputs: Union[ImageInput, Sequence[ImageInput]]) -> List[ImageInput]:
     """Expand folders (recursively, sorted) into their image files; files
     and arrays are kept in order.
 
@@ -119,13 +119,15 @@ class ExpressionInferencer:
         # MMEngine print()s "Loads checkpoint by ...": keep stdout for results
         with redirect_stdout(io.StringIO()):
             self.inferencer = ImageClassificationInferencer(
-                model=config, pretrained=checkpoint, device=device,
+                model=config,
+                pretrained=checkpoint,
+                device=device,
                 classes=classes)
         num_classes = self.inferencer.model.head.num_classes
         names = self.inferencer.classes
-        self.classes = (list(names) if names is not None
-                        and len(names) == num_classes else
-                        [f'class_{i}' for i in range(num_classes)])
+        self.classes = (
+            list(names) if names is not None and len(names) == num_classes else
+            [f'class_{i}' for i in range(num_classes)])
         self.device = device
         self.align = align
         self.align_mode = align_mode
@@ -149,8 +151,9 @@ class ExpressionInferencer:
         from tqdm import tqdm
         images = collect_images(inputs)
         results: List[Prediction] = []
-        with tqdm(total=len(images), unit='img', disable=not progress,
-                  desc='infer') as bar:
+        with tqdm(
+                total=len(images), unit='img', disable=not progress,
+                desc='infer') as bar:
             for start in range(0, len(images), batch_size):
                 chunk = images[start:start + batch_size]
                 results.extend(self._predict_chunk(chunk, start))
@@ -186,8 +189,8 @@ class ExpressionInferencer:
     def _infer(self, arrays: List[np.ndarray]) -> List[dict]:
         """The inferencer's steps without its own progress bar."""
         samples = []
-        for batch in self.inferencer.preprocess(arrays,
-                                                batch_size=len(arrays)):
+        for batch in self.inferencer.preprocess(
+                arrays, batch_size=len(arrays)):
             samples.extend(self.inferencer.forward(batch))
         return self.inferencer.postprocess(samples, None)
 

@@ -4,8 +4,8 @@ MMPretrain classifier, the original DMUE checkpoint formats, ONNX export.
 See ``docs/deploy.md`` and ``tools/convert.py``.
 """
 from .checkpoint_io import (atomic_write, check_state_dict, load_foreign,
-                            save_checkpoint, shape_str, strip_prefix,
-                            to_plain, write_text)
+                            save_checkpoint, shape_str, strip_prefix, to_plain,
+                            write_text)
 from .commands import (ConversionResult, convert_msceleb, convert_plugin,
                        convert_snapshot, convert_target, original_classes)
 from .deploy import (DEFAULT_TEST_ROOT, ORIGINAL_DATA_PREPROCESSOR,
@@ -22,10 +22,9 @@ from .pruning import bnneck_eps, fold_bnneck, prune_model, prune_state_dict
 
 __all__ = [
     'atomic_write', 'check_state_dict', 'load_foreign', 'save_checkpoint',
-    'shape_str', 'strip_prefix', 'to_plain', 'write_text',
-    'ConversionResult', 'convert_msceleb', 'convert_plugin',
-    'convert_snapshot', 'convert_target', 'original_classes',
-    'DEFAULT_TEST_ROOT', 'ORIGINAL_DATA_PREPROCESSOR',
+    'shape_str', 'strip_prefix', 'to_plain', 'write_text', 'ConversionResult',
+    'convert_msceleb', 'convert_plugin', 'convert_snapshot', 'convert_target',
+    'original_classes', 'DEFAULT_TEST_ROOT', 'ORIGINAL_DATA_PREPROCESSOR',
     'ORIGINAL_TEST_PIPELINE', 'TEST_DATA_MODES', 'DeployFiles', 'DeploySpec',
     'DeployWriter', 'build_deploy_config', 'build_dmue_model',
     'load_dmue_state', 'resolve_classes', 'ArchitectureMismatchError',

@@ -71,11 +71,11 @@ def shape_str(shape) -> str:
     return '(' + ', '.join(str(int(s)) for s in shape) + ')'
 
 
-def check_state_dict(expected: Mapping[str, torch.Tensor],
-                     state: Mapping[str, torch.Tensor],
-                     what: str,
-                     source_name: Optional[Callable[[str], str]] = None
-                     ) -> None:
+def check_state_dict(
+        expected: Mapping[str, torch.Tensor],
+        state: Mapping[str, torch.Tensor],
+        what: str,
+        source_name: Optional[Callable[[str], str]] = None) -> None:
     """Check that ``state`` has exactly the keys and shapes of ``expected``.
 
     Keys are visited in the checkpoint's order, then the missing ones in the
@@ -95,8 +95,8 @@ def check_state_dict(expected: Mapping[str, torch.Tensor],
 
     def described(key: str) -> str:
         original = name(key)
-        return (f"'{original}'" if original == key else
-                f"'{original}' (-> '{key}')")
+        return (f"'{original}'"
+                if original == key else f"'{original}' (-> '{key}')")
 
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):

@@ -75,8 +75,8 @@ def _write_original_deploy(weights: OriginalWeights, spec: DeploySpec,
         test_root=test_root,
         source=f'original {osp.basename(src)}')
     name = osp.splitext(osp.basename(src))[0]
-    return writer.write(weights.state, deploy_dir, name,
-                        config_name=f'{name}_deploy.py')
+    return writer.write(
+        weights.state, deploy_dir, name, config_name=f'{name}_deploy.py')
 
 
 def convert_snapshot(src: str,
@@ -117,9 +117,8 @@ def convert_snapshot(src: str,
             f'(a config with the {spec.backbone["type"]} backbone'
             f'{"" if weights.bnneck else " and model.head.bnneck=False"})')
     if deploy_dir is not None:
-        result.deploy = _write_original_deploy(weights, spec, src,
-                                               deploy_dir, classes, test_data,
-                                               test_root)
+        result.deploy = _write_original_deploy(weights, spec, src, deploy_dir,
+                                               classes, test_data, test_root)
     return result
 
 

@@ -60,8 +60,12 @@ ORIGINAL_DATA_PREPROCESSOR = dict(
 #: (PIL bilinear) -> CenterCrop(224).
 ORIGINAL_TEST_PIPELINE = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(256, 256), keep_ratio=False,
-         backend='pillow', interpolation='bilinear'),
+    dict(
+        type='Resize',
+        scale=(256, 256),
+        keep_ratio=False,
+        backend='pillow',
+        interpolation='bilinear'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
 ]
@@ -81,7 +85,8 @@ _RUNTIME = dict(
         dist_cfg=dict(backend='nccl'),
     ),
     visualizer=dict(
-        type='UniversalVisualizer', vis_backends=[dict(type='LocalVisBackend')]),
+        type='UniversalVisualizer',
+        vis_backends=[dict(type='LocalVisBackend')]),
     log_level='INFO',
     load_from=None,
     resume=False,
@@ -94,13 +99,12 @@ _STOCK_PACKAGES = ('mmpretrain', 'mmengine', 'mmcv')
 def _owner_package(registry: Registry, type_name: Any) -> Optional[str]:
     """Top-level package that defines the registered ``type_name`` (None:
     unknown to the registry)."""
-    cls = type_name if isinstance(type_name, type) else registry.get(
-        type_name)
+    cls = type_name if isinstance(type_name, type) else registry.get(type_name)
     return None if cls is None else cls.__module__.split('.')[0]
 
 
-def _custom_package(registry: Registry, cfg: Optional[Mapping]
-                    ) -> Optional[str]:
+def _custom_package(registry: Registry,
+                    cfg: Optional[Mapping]) -> Optional[str]:
     """The package a config item needs beyond the stock ones, if any."""
     if not cfg or 'type' not in cfg:
         return None
@@ -145,8 +149,10 @@ def build_dmue_model(model_cfg: Mapping) -> nn.Module:
     return model
 
 
-def load_dmue_state(model: nn.Module, state: Mapping[str, torch.Tensor],
-                    what: str, source_name=None) -> None:
+def load_dmue_state(model: nn.Module,
+                    state: Mapping[str, torch.Tensor],
+                    what: str,
+                    source_name=None) -> None:
     """Load ``state`` strictly into ``model`` after checking every key and
     shape (so a mismatch names the first offending key)."""
     check_state_dict(model.state_dict(), state, what, source_name)
@@ -217,10 +223,9 @@ def _test_loader(data_cfg: Optional[Mapping]) -> Optional[Mapping]:
     return None
 
 
-def _data_preprocessor(spec: DeploySpec,
-                       data_cfg: Optional[Mapping]) -> dict:
-    cfg = spec.data_preprocessor or (data_cfg or {}).get(
-        'data_preprocessor') or ORIGINAL_DATA_PREPROCESSOR
+def _data_preprocessor(spec: DeploySpec, data_cfg: Optional[Mapping]) -> dict:
+    cfg = spec.data_preprocessor or (
+        data_cfg or {}).get('data_preprocessor') or ORIGINAL_DATA_PREPROCESSOR
     cfg = copy.deepcopy(dict(cfg))
     cfg.pop('batch_augments', None)
     cfg['num_classes'] = spec.num_classes
@@ -237,9 +242,7 @@ def _with_loader(pipeline: Sequence[Mapping]) -> List[dict]:
 
 
 def _stock_evaluator(evaluator: Any) -> List[dict]:
-    items = evaluator if isinstance(evaluator, (list, tuple)) else [
-        evaluator
-    ]
+    items = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
     kept = [
         copy.deepcopy(dict(m)) for m in items
         if m and _custom_package(METRICS, m) is None
@@ -247,13 +250,14 @@ def _stock_evaluator(evaluator: Any) -> List[dict]:
     return kept or [dict(type='Accuracy', topk=(1, ))]
 
 
-def _test_data(data_cfg: Optional[Mapping], classes: List[str],
-               test_data: str, test_root: Optional[str]) -> Dict[str, Any]:
+def _test_data(data_cfg: Optional[Mapping], classes: List[str], test_data: str,
+               test_root: Optional[str]) -> Dict[str, Any]:
     """``test_dataloader`` and ``test_evaluator`` of the deploy config."""
     loader = _test_loader(data_cfg)
     dataset = dict(loader['dataset']) if loader else None
-    evaluator = (data_cfg or {}).get('test_evaluator') or (
-        data_cfg or {}).get('val_evaluator')
+    evaluator = (data_cfg
+                 or {}).get('test_evaluator') or (data_cfg
+                                                  or {}).get('val_evaluator')
     if test_data == 'plugin' and dataset is not None:
         dataset = copy.deepcopy(dataset)
         metrics = copy.deepcopy(evaluator) if evaluator else dict(

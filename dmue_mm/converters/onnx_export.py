@@ -54,8 +54,8 @@ class _LogitsAndScores(nn.Module):
         return logits, torch.softmax(logits, dim=1)
 
 
-def build_deploy_model(config: str, checkpoint: str) -> Tuple[nn.Module,
-                                                                Config]:
+def build_deploy_model(config: str,
+                       checkpoint: str) -> Tuple[nn.Module, Config]:
     """Build a deploy model from its config and load the checkpoint strictly.
 
     Args:
@@ -70,8 +70,8 @@ def build_deploy_model(config: str, checkpoint: str) -> Tuple[nn.Module,
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(model_cfg)
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                    logger='silent')
+    load_checkpoint(
+        model, checkpoint, map_location='cpu', strict=True, logger='silent')
     return model.eval(), cfg
 
 
@@ -79,8 +79,8 @@ def input_size(cfg: Config, default: int = 224) -> Tuple[int, int]:
     """(H, W) the test pipeline produces: its last ``CenterCrop`` /
     ``RandomCrop`` size, else its last fixed ``Resize`` scale, else
     ``default``."""
-    pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get(
-        'pipeline', [])
+    pipeline = cfg.get('test_dataloader', {}).get('dataset',
+                                                  {}).get('pipeline', [])
     for transform in reversed(pipeline):
         kind = str(transform.get('type', ''))
         size = transform.get('crop_size') if 'Crop' in kind else (
@@ -94,8 +94,8 @@ def input_size(cfg: Config, default: int = 224) -> Tuple[int, int]:
     return default, default
 
 
-def _metadata(cfg: Config, checkpoint_meta: dict,
-              size: Tuple[int, int]) -> dict:
+def _metadata(cfg: Config, checkpoint_meta: dict, size: Tuple[int,
+                                                              int]) -> dict:
     pre = cfg.get('data_preprocessor') or {}
     return dict(
         classes=json.dumps(checkpoint_meta.get('classes')),
@@ -143,15 +143,21 @@ def export_onnx(config: str,
             input_names=['input'],
             output_names=['logits', 'scores'],
             dynamic_axes={
-                'input': {0: 'batch'},
-                'logits': {0: 'batch'},
-                'scores': {0: 'batch'}
+                'input': {
+                    0: 'batch'
+                },
+                'logits': {
+                    0: 'batch'
+                },
+                'scores': {
+                    0: 'batch'
+                }
             },
             opset_version=opset)
-    meta = torch.load(checkpoint, map_location='cpu',
-                      weights_only=True).get('meta', {})
-    _add_metadata(out, _metadata(cfg, meta.get('dataset_meta', {}),
-                                 (height, width)))
+    meta = torch.load(
+        checkpoint, map_location='cpu', weights_only=True).get('meta', {})
+    _add_metadata(
+        out, _metadata(cfg, meta.get('dataset_meta', {}), (height, width)))
     report = OnnxReport(out, (height, width))
     if verify:
         report.max_abs_diff = verify_onnx(model, out, (height, width),
@@ -200,9 +206,9 @@ def verify_onnx(model: nn.Module,
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise ConversionError('checking the export needs onnxruntime: pip '
-                              'install onnxruntime (or pass --no-verify)'
-                              ) from exc
+        raise ConversionError(
+            'checking the export needs onnxruntime: pip '
+            'install onnxruntime (or pass --no-verify)') from exc
     gen = torch.Generator().manual_seed(seed)
     inputs = torch.randn(batch, 3, *size, generator=gen)
     with torch.no_grad():

@@ -37,9 +37,9 @@ from .deploy import DeploySpec, build_dmue_model, load_dmue_state
 from .errors import ConversionError
 
 __all__ = [
-    'ORIGINAL_BACKBONES', 'ARCH_CHOICES', 'OriginalWeights',
-    'detect_arch', 'original_model_cfg', 'parse_snapshot', 'parse_target',
-    'parse_msceleb', 'plugin_checkpoint'
+    'ORIGINAL_BACKBONES', 'ARCH_CHOICES', 'OriginalWeights', 'detect_arch',
+    'original_model_cfg', 'parse_snapshot', 'parse_target', 'parse_msceleb',
+    'plugin_checkpoint'
 ]
 
 #: Plugin backbones of the two original architectures (spec §1.1).
@@ -125,8 +125,10 @@ def _tensor_dict(raw, what: str, fmt: str) -> 'OrderedDict':
 
 def _raw_names(raw: Mapping) -> Dict[str, str]:
     """Stripped key -> key as written in the file."""
-    return {(k[len('module.'):] if k.startswith('module.') else k): k
-            for k in raw}
+    return {
+        (k[len('module.'):] if k.startswith('module.') else k): k
+        for k in raw
+    }
 
 
 def _check_arch(arch: str, detected: str) -> str:
@@ -146,7 +148,8 @@ def _indices(found: Dict[int, object], expected: int, what: str,
             f'{sorted(found)}')
 
 
-def parse_snapshot(raw: Mapping, what: str = 'snapshot',
+def parse_snapshot(raw: Mapping,
+                   what: str = 'snapshot',
                    arch: str = 'auto') -> OriginalWeights:
     """Map an original multi-branch training snapshot onto the plugin's
     ``DMUEClassifier`` keys.
@@ -223,13 +226,14 @@ def parse_snapshot(raw: Mapping, what: str = 'snapshot',
     for key, rest, value in trunk:
         put(f'backbone.{rest}', key, value)
     for index in sorted(copies):
-        prefix = ('backbone.layer4' if index == num_classes else
-                  f'head.branches.{index}.layer4')
+        prefix = ('backbone.layer4'
+                  if index == num_classes else f'head.branches.{index}.layer4')
         for key, rest, value in copies[index]:
             put(f'{prefix}.{rest}', key, value)
     for index in sorted(classifiers):
         key, value = classifiers[index]
-        put('head.fc.weight' if index == num_classes else
+        put(
+            'head.fc.weight' if index == num_classes else
             f'head.aux_fcs.{index}.weight', key, value)
     for key, value in others:
         project = _PROJECT.match(key)
@@ -240,7 +244,8 @@ def parse_snapshot(raw: Mapping, what: str = 'snapshot',
                            mapped, names)
 
 
-def parse_target(raw: Mapping, what: str = 'target weights',
+def parse_target(raw: Mapping,
+                 what: str = 'target weights',
                  arch: str = 'auto') -> OriginalWeights:
     """Map the original converted target-only weights (spec §5.3-§5.4) onto
     plugin keys (``backbone.*``, ``head.bnneck.*``, ``head.fc.weight``).
@@ -285,7 +290,8 @@ def parse_target(raw: Mapping, what: str = 'target weights',
                            'head.bnneck.weight' in mapped, mapped, names)
 
 
-def parse_msceleb(raw: Mapping, what: str = 'pretraining checkpoint',
+def parse_msceleb(raw: Mapping,
+                  what: str = 'pretraining checkpoint',
                   arch: str = 'auto') -> OriginalWeights:
     """Map an original MS-Celeb-1M pretraining checkpoint onto the plugin
     backbone (``backbone.*``); ``loss_layer.*`` and ``feat_net.fc.*`` are
@@ -326,7 +332,9 @@ def parse_msceleb(raw: Mapping, what: str = 'pretraining checkpoint',
     return OriginalWeights(chosen, 0, False, mapped, names, to_plain(info))
 
 
-def _meta(weights: OriginalWeights, source: str, fmt: str,
+def _meta(weights: OriginalWeights,
+          source: str,
+          fmt: str,
           classes=None) -> dict:
     info = dict(
         format=fmt,
@@ -342,11 +350,12 @@ def _meta(weights: OriginalWeights, source: str, fmt: str,
     return to_plain(meta)
 
 
-def plugin_checkpoint(weights: OriginalWeights,
-                      source: str,
-                      classes=None,
-                      num_classes: Optional[int] = None
-                      ) -> Tuple[dict, Optional[DeploySpec]]:
+def plugin_checkpoint(
+        weights: OriginalWeights,
+        source: str,
+        classes=None,
+        num_classes: Optional[int] = None
+) -> Tuple[dict, Optional[DeploySpec]]:
     """A plugin checkpoint (``{'state_dict', 'meta'}``, ``load_from``-able)
     from mapped original weights, checked strictly against the plugin model.
 
@@ -371,8 +380,7 @@ def plugin_checkpoint(weights: OriginalWeights,
     what = f'{source} ({weights.arch})'
     if weights.num_classes == 0:  # pretraining: backbone only
         return _pretrain_checkpoint(weights, source, what, num_classes)
-    cfg = original_model_cfg(weights.arch, weights.num_classes,
-                             weights.bnneck)
+    cfg = original_model_cfg(weights.arch, weights.num_classes, weights.bnneck)
     if any(k.startswith('head.branches.') for k in weights.state):
         model = build_dmue_model(cfg)
         load_dmue_state(model, weights.state, what, weights.source_name)
@@ -381,8 +389,9 @@ def plugin_checkpoint(weights: OriginalWeights,
     else:
         spec = _check_target(weights, cfg, what)
         fmt = 'plugin-target'
-    return (dict(state_dict=weights.state,
-                 meta=_meta(weights, source, fmt, classes)), spec)
+    return (dict(
+        state_dict=weights.state, meta=_meta(weights, source, fmt,
+                                             classes)), spec)
 
 
 def _backbone(arch: str) -> nn.Module:
@@ -413,8 +422,7 @@ def _check_target(weights: OriginalWeights, cfg: dict,
 
 
 def _pretrain_checkpoint(weights: OriginalWeights, source: str, what: str,
-                         num_classes: Optional[int]
-                         ) -> Tuple[dict, None]:
+                         num_classes: Optional[int]) -> Tuple[dict, None]:
     backbone = _backbone(weights.arch)
     expected = OrderedDict(
         (f'backbone.{k}', v) for k, v in backbone.state_dict().items())
@@ -432,5 +440,5 @@ def _pretrain_checkpoint(weights: OriginalWeights, source: str, what: str,
                         state[f'head.branches.{c}.{name}.{rest}'] = value
         weights = OriginalWeights(weights.arch, num_classes, False, state,
                                   weights.names, weights.info)
-    return dict(state_dict=state,
-                meta=_meta(weights, source, 'plugin-init')), None
+    return dict(
+        state_dict=state, meta=_meta(weights, source, 'plugin-init')), None

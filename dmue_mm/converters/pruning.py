@@ -23,18 +23,18 @@ from .errors import ConversionError
 __all__ = ['fold_bnneck', 'prune_state_dict', 'prune_model', 'bnneck_eps']
 
 # head parts that exist only for training
-_TRAINING_ONLY = re.compile(
-    r'^head\.(branches|aux_fcs|uncertainty_mlp)\.')
+_TRAINING_ONLY = re.compile(r'^head\.(branches|aux_fcs|uncertainty_mlp)\.')
 _BN_PARAMS = ('weight', 'bias', 'running_mean', 'running_var')
 
 
-def fold_bnneck(weight: torch.Tensor,
-                running_mean: torch.Tensor,
-                running_var: torch.Tensor,
-                eps: float,
-                gamma: Optional[torch.Tensor] = None,
-                beta: Optional[torch.Tensor] = None
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
+def fold_bnneck(
+        weight: torch.Tensor,
+        running_mean: torch.Tensor,
+        running_var: torch.Tensor,
+        eps: float,
+        gamma: Optional[torch.Tensor] = None,
+        beta: Optional[torch.Tensor] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Fold an eval-mode ``BatchNorm1d`` into the following bias-free linear
     layer (computed in float64).
 
@@ -94,12 +94,11 @@ def prune_state_dict(state: Mapping[str, torch.Tensor],
                 'model has only backbone.* and the target classifier')
     weight = state['head.fc.weight'].detach().cpu()
     if 'head.bnneck.running_mean' in state:
+        neck = {name: state.get(f'head.bnneck.{name}') for name in _BN_PARAMS}
         neck = {
-            name: state.get(f'head.bnneck.{name}')
-            for name in _BN_PARAMS
+            k: v.detach().cpu() if v is not None else None
+            for k, v in neck.items()
         }
-        neck = {k: v.detach().cpu() if v is not None else None
-                for k, v in neck.items()}
         weight, bias = fold_bnneck(weight, neck['running_mean'],
                                    neck['running_var'], eps, neck['weight'],
                                    neck['bias'])

@@ -91,9 +91,9 @@ class BranchPruningHook(Hook):
             name = osp.splitext(osp.basename(path))[0]
             self._write(runner, name)
             if previous:
-                old = osp.join(self._folder(runner),
-                               osp.splitext(osp.basename(previous))[0] +
-                               '.pth')
+                old = osp.join(
+                    self._folder(runner),
+                    osp.splitext(osp.basename(previous))[0] + '.pth')
                 if osp.isfile(old):
                     os.remove(old)
 
@@ -144,8 +144,9 @@ class BranchPruningHook(Hook):
             self._folder(runner),
             name,
             extra_meta=dict(epoch=runner.epoch, iter=runner.iter))
-        runner.logger.info(f'BranchPruningHook: deploy model {files.checkpoint}'
-                           f' (config {files.config})')
+        runner.logger.info(
+            f'BranchPruningHook: deploy model {files.checkpoint}'
+            f' (config {files.config})')
 
 
 def _classes(runner):

@@ -51,15 +51,12 @@ class TestExpressionInferencer:
         assert [p.image for p in preds] == paths
         assert inferencer.classes == list(CLASSES)
         expected = reference_scores(deploy_files, paths)
-        scores = torch.tensor([[p.scores[c] for c in CLASSES]
-                               for p in preds])
-        torch.testing.assert_close(scores.float(), expected, atol=1e-5,
-                                   rtol=0)
+        scores = torch.tensor([[p.scores[c] for c in CLASSES] for p in preds])
+        torch.testing.assert_close(scores.float(), expected, atol=1e-5, rtol=0)
         for pred, row in zip(preds, expected):
             assert pred.pred_label == int(row.argmax())
             assert pred.pred_class == CLASSES[pred.pred_label]
-            assert pred.pred_score == pytest.approx(float(row.max()),
-                                                    abs=1e-5)
+            assert pred.pred_score == pytest.approx(float(row.max()), abs=1e-5)
 
     def test_unreadable_image_gets_an_error_entry(self, inferencer,
                                                   image_folder, tmp_path):

@@ -1,5 +1,6 @@
 """Small DMUE models and deploy-file loaders shared by the deploy tests."""
 import copy
+import importlib.util
 import logging
 import os.path as osp
 
@@ -14,6 +15,7 @@ from mmpretrain.registry import MODELS
 import dmue_mm  # noqa: F401  registers the plugin
 from dmue_mm.converters import DeploySpec, DeployWriter
 
+
 @pytest.fixture(scope='package', autouse=True)
 def one_thread():
     """One torch thread (import it into a test package's conftest): the
@@ -25,15 +27,21 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-TINY_RESNET = dict(type='ResNet', depth=18, base_channels=8, stem_channels=8,
-                   out_indices=(3, ))
+TINY_RESNET = dict(
+    type='ResNet',
+    depth=18,
+    base_channels=8,
+    stem_channels=8,
+    out_indices=(3, ))
 
 
-def dmue_cfg(backbone: dict, bnneck: bool = True, num_classes: int = 3
-             ) -> dict:
-    return dict(type='DMUEClassifier', backbone=copy.deepcopy(backbone),
-                head=dict(type='DMUEHead', num_classes=num_classes,
-                          bnneck=bnneck))
+def dmue_cfg(backbone: dict,
+             bnneck: bool = True,
+             num_classes: int = 3) -> dict:
+    return dict(
+        type='DMUEClassifier',
+        backbone=copy.deepcopy(backbone),
+        head=dict(type='DMUEHead', num_classes=num_classes, bnneck=bnneck))
 
 
 def quiet_init(model: nn.Module) -> None:
@@ -83,6 +91,31 @@ def folder_deploy(out_dir: str, classes=CLASSES):
     model = trained_like(cfg)
     data = Config.fromfile(
         osp.join(CONFIGS, '_base_', 'datasets', 'generated_folder.py'))
-    writer = DeployWriter(DeploySpec.from_model(model, cfg), data_cfg=data,
-                          classes=classes)
+    writer = DeployWriter(
+        DeploySpec.from_model(model, cfg), data_cfg=data, classes=classes)
     return writer.write(model.state_dict(), out_dir, 'm')
+
+
+def lmdb_data_cfg(data_preprocessor: dict, pipeline: list, evaluator) -> dict:
+    """The data part of a training config on our LMDB (a plugin dataset
+    that a stock-only deploy config cannot read)."""
+    return dict(
+        data_preprocessor=data_preprocessor,
+        test_dataloader=dict(
+            batch_size=4,
+            num_workers=0,
+            dataset=dict(
+                type='ExpressionLMDBDataset',
+                data_root='data/x.lmdb',
+                split='test',
+                pipeline=pipeline)),
+        test_evaluator=evaluator)
+
+
+def load_tool(path: str, name: str):
+    """Import a script under ``tools/`` as a module (to call its ``main``
+    in-process)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

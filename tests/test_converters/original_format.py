@@ -12,7 +12,10 @@ import torch
 import torch.nn.functional as F
 
 # (block type, blocks per stage) of the two original backbones
-ARCHS = {'r18': ('basic', [2, 2, 2, 2]), 'r50ibn': ('bottleneck', [3, 4, 6, 3])}
+ARCHS = {
+    'r18': ('basic', [2, 2, 2, 2]),
+    'r50ibn': ('bottleneck', [3, 4, 6, 3])
+}
 BN_ENTRIES = ('weight', 'bias', 'running_mean', 'running_var',
               'num_batches_tracked')
 EPS = 1e-5
@@ -37,7 +40,8 @@ class Random:
         return low + (high - low) * torch.rand(*shape, generator=self.gen)
 
     def conv(self, out_c, in_c, k):
-        return self.normal(out_c, in_c, k, k, std=math.sqrt(2 / (in_c * k * k)))
+        return self.normal(
+            out_c, in_c, k, k, std=math.sqrt(2 / (in_c * k * k)))
 
     def bn(self, channels, last=False) -> Dict[str, torch.Tensor]:
         """BN entries; the last BN of a residual block is damped so the
@@ -106,8 +110,12 @@ def feat_dim(arch: str) -> int:
     return 512 if arch == 'r18' else 2048
 
 
-def snapshot(arch: str, num_classes: int, bnneck: bool, seed: int = 0,
-             module: bool = False, meta: bool = False) -> 'OrderedDict':
+def snapshot(arch: str,
+             num_classes: int,
+             bnneck: bool,
+             seed: int = 0,
+             module: bool = False,
+             meta: bool = False) -> 'OrderedDict':
     """A DMUE training snapshot with the exact key names and shapes of
     spec §5.2 (``module.`` prefixed when ``module``; ``meta``: shapes
     only)."""
@@ -118,8 +126,8 @@ def snapshot(arch: str, num_classes: int, bnneck: bool, seed: int = 0,
         stage_tensors(rnd, f'base.layer4_{b}', arch, 3, sd)
     for b in range(K + 1):
         rows = K if b == K else K - 1
-        sd[f'classifiers.{b}.weight'] = rnd.normal(rows, D,
-                                                   std=2 / math.sqrt(D))
+        sd[f'classifiers.{b}.weight'] = rnd.normal(
+            rows, D, std=2 / math.sqrt(D))
     sd['project_w.0.weight'] = rnd.normal(K, 2 * K, std=0.5)
     sd['project_w.0.bias'] = rnd.normal(K, std=0.1)
     sd['project_w.1.weight'] = rnd.uniform(1, low=0.2, high=0.3)
@@ -179,26 +187,35 @@ def _norm1(x, sd, p):
     if f'{p}.IN.weight' not in sd:
         return _bn(x, sd, p)
     half = sd[f'{p}.IN.weight'].numel()
-    first = F.instance_norm(x[:, :half], weight=sd[f'{p}.IN.weight'],
-                            bias=sd[f'{p}.IN.bias'], eps=EPS)
+    first = F.instance_norm(
+        x[:, :half],
+        weight=sd[f'{p}.IN.weight'],
+        bias=sd[f'{p}.IN.bias'],
+        eps=EPS)
     return torch.cat([first, _bn(x[:, half:], sd, f'{p}.BN')], 1)
 
 
 def _block(x, sd, p, stride):
     if f'{p}.conv3.weight' in sd:  # bottleneck, stride on the 3x3
-        out = F.relu(_norm1(F.conv2d(x, sd[f'{p}.conv1.weight']), sd,
-                            f'{p}.bn1'))
-        out = F.relu(_bn(F.conv2d(out, sd[f'{p}.conv2.weight'], stride=stride,
-                                  padding=1), sd, f'{p}.bn2'))
+        out = F.relu(
+            _norm1(F.conv2d(x, sd[f'{p}.conv1.weight']), sd, f'{p}.bn1'))
+        out = F.relu(
+            _bn(
+                F.conv2d(
+                    out, sd[f'{p}.conv2.weight'], stride=stride, padding=1),
+                sd, f'{p}.bn2'))
         out = _bn(F.conv2d(out, sd[f'{p}.conv3.weight']), sd, f'{p}.bn3')
     else:
-        out = F.relu(_bn(F.conv2d(x, sd[f'{p}.conv1.weight'], stride=stride,
-                                  padding=1), sd, f'{p}.bn1'))
-        out = _bn(F.conv2d(out, sd[f'{p}.conv2.weight'], padding=1), sd,
-                  f'{p}.bn2')
+        out = F.relu(
+            _bn(
+                F.conv2d(x, sd[f'{p}.conv1.weight'], stride=stride, padding=1),
+                sd, f'{p}.bn1'))
+        out = _bn(
+            F.conv2d(out, sd[f'{p}.conv2.weight'], padding=1), sd, f'{p}.bn2')
     if f'{p}.downsample.0.weight' in sd:
-        x = _bn(F.conv2d(x, sd[f'{p}.downsample.0.weight'], stride=stride), sd,
-                f'{p}.downsample.1')
+        x = _bn(
+            F.conv2d(x, sd[f'{p}.downsample.0.weight'], stride=stride), sd,
+            f'{p}.downsample.1')
     return F.relu(out + x)
 
 
@@ -214,8 +231,9 @@ def run_stage(x, sd, prefix, first_stride):
 
 def trunk(sd, x, prefix='base'):
     """Stem (face R18: no ReLU, 2x2 max pool; R50: standard) + layer1..3."""
-    x = _bn(F.conv2d(x, sd[f'{prefix}.conv1.weight'], stride=2, padding=3),
-            sd, f'{prefix}.bn1')
+    x = _bn(
+        F.conv2d(x, sd[f'{prefix}.conv1.weight'], stride=2, padding=3), sd,
+        f'{prefix}.bn1')
     if f'{prefix}.layer1.0.conv3.weight' in sd:
         x = F.max_pool2d(F.relu(x), 3, 2, 1)
     else:
@@ -274,11 +292,12 @@ class OriginalModel:
         aux = sp = 0.0
         for c in range(K):
             jdx = (y == c).nonzero()[:, 0]
-            q = F.softmax(self.classify(self.neck(self.branch(F3[jdx], c)), c),
-                          1)**(1 / self.T)
+            q = F.softmax(
+                self.classify(self.neck(self.branch(F3[jdx], c)), c),
+                1)**(1 / self.T)
             q = q / q.sum(1, keepdim=True)
-            L[jdx] = torch.cat([q[:, :c], torch.zeros(len(jdx), 1), q[:, c:]],
-                               1)
+            L[jdx] = torch.cat(
+                [q[:, :c], torch.zeros(len(jdx), 1), q[:, c:]], 1)
             idx = (y != c).nonzero()[:, 0]
             a = self.classify(self.neck(self.branch(F3[idx], c)), c)
             aux = aux + F.cross_entropy(a, y[idx] - (y[idx] > c).long()) / K
@@ -292,4 +311,3 @@ class OriginalModel:
 def balanced_labels(num_classes: int, per_class: int = 2) -> torch.Tensor:
     """Every class ``per_class`` times, interleaved."""
     return torch.arange(num_classes).repeat(per_class)
-

@@ -21,9 +21,10 @@ class TestOnnxExport:
     def test_matches_pytorch(self, backbone, shape, tmp_path):
         cfg = dmue_cfg(backbone)
         model = trained_like(cfg, seed=1)
-        files = DeployWriter(DeploySpec.from_model(model, cfg),
-                             classes=['x', 'y', 'z']).write(
-                                 model.state_dict(), str(tmp_path), 'm')
+        files = DeployWriter(
+            DeploySpec.from_model(model, cfg),
+            classes=['x', 'y', 'z']).write(model.state_dict(), str(tmp_path),
+                                           'm')
         out = str(tmp_path / 'm.onnx')
         report = export_onnx(files.config, files.checkpoint, out, size=shape)
         size = shape or (224, 224)  # the original's centre crop by default

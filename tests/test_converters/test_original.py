@@ -96,16 +96,21 @@ def r18(tmp_path_factory):
     model.load_state_dict(loaded['state_dict'], strict=True)
     torch.manual_seed(0)
     x = torch.randn(2 * K, 3, SIZE, SIZE)
-    return dict(raw=raw, weights=weights, spec=spec, model=model, x=x,
-                reference=OriginalModel(raw, K))
+    return dict(
+        raw=raw,
+        weights=weights,
+        spec=spec,
+        model=model,
+        x=x,
+        reference=OriginalModel(raw, K))
 
 
 class TestR18Snapshot:
 
     def test_inferred_layout(self, r18):
         weights = r18['weights']
-        assert (weights.arch, weights.num_classes, weights.bnneck) == (
-            'faceres18', K, True)
+        assert (weights.arch, weights.num_classes,
+                weights.bnneck) == ('faceres18', K, True)
         assert weights.source_name('backbone.layer4.0.conv1.weight') == \
             'module.base.layer4_8.0.conv1.weight'
         assert weights.source_name('head.fc.weight') == \
@@ -192,29 +197,35 @@ class TestSnapshotErrors:
         small['base.layer2.0.conv1.weight'] = torch.empty(
             128, 64, 1, 1, device='meta')
         weights = parse_snapshot(small, 'x.pth')
-        with pytest.raises(ArchitectureMismatchError,
-                           match=r"'base\.layer2\.0\.conv1\.weight' .* has "
-                           r'shape \(128, 64, 1, 1\), the model expects '
-                           r'\(128, 64, 3, 3\)'):
+        with pytest.raises(
+                ArchitectureMismatchError,
+                match=r"'base\.layer2\.0\.conv1\.weight' .* has "
+                r'shape \(128, 64, 1, 1\), the model expects '
+                r'\(128, 64, 3, 3\)'):
             plugin_checkpoint(weights, 'x.pth')
 
     def test_missing_branch_copy(self, small):
         for key in [k for k in small if k.startswith('base.layer4_1.')]:
             del small[key]
-        with pytest.raises(ConversionError, match=r'layer4_\* indices 0\.\.3'
-                           r', found \[0, 2, 3\]'):
+        with pytest.raises(
+                ConversionError,
+                match=r'layer4_\* indices 0\.\.3'
+                r', found \[0, 2, 3\]'):
             parse_snapshot(small, 'x.pth')
 
     def test_target_classifier_contradicts_k(self, small):
         small['classifiers.3.weight'] = torch.empty(2, 512, device='meta')
-        with pytest.raises(ConversionError, match=r'classifiers\.3\.weight.*'
-                           r'must be \(K, D\) = \(3, D\)'):
+        with pytest.raises(
+                ConversionError,
+                match=r'classifiers\.3\.weight.*'
+                r'must be \(K, D\) = \(3, D\)'):
             parse_snapshot(small, 'x.pth')
 
     def test_unknown_key(self, small):
         small['module_extra.weight'] = torch.empty(1, device='meta')
-        with pytest.raises(ConversionError, match="unknown key "
-                           "'module_extra.weight'"):
+        with pytest.raises(
+                ConversionError, match="unknown key "
+                "'module_extra.weight'"):
             parse_snapshot(small, 'x.pth')
 
     def test_target_only_file_is_redirected(self):

@@ -72,9 +72,10 @@ def recipe_checkpoint(tmp_path_factory):
     hub.update_scalar('train/loss', 1.0)
     path = str(tmp_path_factory.mktemp('pretrain') / 'epoch_18.pth')
     save_checkpoint(
-        dict(meta=dict(epoch=18, iter=10),
-             state_dict=weights_to_cpu(get_state_dict(model)),
-             message_hub=hub.state_dict()), path)
+        dict(
+            meta=dict(epoch=18, iter=10),
+            state_dict=weights_to_cpu(get_state_dict(model)),
+            message_hub=hub.state_dict()), path)
     backbone = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     return path, backbone
 
@@ -112,16 +113,22 @@ class TestOriginalMSCeleb:
         model = dmue_model()
         # what the Runner does with cfg.load_from (non-strict: the
         # classifiers, neck and MLP keep their initialisation)
-        load_checkpoint(model, result.plugin_checkpoint, map_location='cpu',
-                        strict=False, logger='silent')
+        load_checkpoint(
+            model,
+            result.plugin_checkpoint,
+            map_location='cpu',
+            strict=False,
+            logger='silent')
         assert_trunk_and_branches(model, pretrained)
 
     def test_backbone_init_cfg_fills_trunk_and_every_branch(
             self, original_r18):
         result, pretrained = original_r18
         model = dmue_model(
-            dict(type='Pretrained', checkpoint=result.plugin_checkpoint,
-                 prefix='backbone.'))
+            dict(
+                type='Pretrained',
+                checkpoint=result.plugin_checkpoint,
+                prefix='backbone.'))
         assert_trunk_and_branches(model, pretrained)
 
     def test_converted_file_is_plain_and_drops_the_loss_layer(
@@ -139,8 +146,8 @@ class TestOriginalMSCeleb:
         src = str(tmp_path / 'mv_epoch_17.pt')
         torch.save(raw, src)
         result = convert_msceleb(src, str(tmp_path / 'r50.pth'))
-        state = torch.load(result.plugin_checkpoint,
-                           weights_only=True)['state_dict']
+        state = torch.load(
+            result.plugin_checkpoint, weights_only=True)['state_dict']
         assert 'backbone.layer1.0.bn1.IN.weight' in state
         assert not any('fc' in k for k in state)
         assert len(state) == len(raw['state_dict']) - 3  # fc.w, fc.b, loss

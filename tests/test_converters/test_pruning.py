@@ -8,37 +8,40 @@ from mmengine.config import Config
 from dmue_mm.converters import (ConversionError, DeploySpec, DeployWriter,
                                 build_deploy_config, fold_bnneck,
                                 prune_state_dict)
-from .deploy_helpers import TINY_RESNET, deploy_model, dmue_cfg, trained_like
+from .deploy_helpers import (TINY_RESNET, deploy_model, dmue_cfg,
+                             lmdb_data_cfg, trained_like)
 
 K = 3
 BACKBONES = {
     'resnet': (TINY_RESNET, 32),
-    'face_resnet': (dict(type='FaceResNet', depth=18, base_channels=8,
-                         stem_channels=8, out_indices=(3, )), 32),
+    'face_resnet': (dict(
+        type='FaceResNet',
+        depth=18,
+        base_channels=8,
+        stem_channels=8,
+        out_indices=(3, )), 32),
     'mobilenet_v2': (dict(type='MobileNetV2', widen_factor=0.25), 32),
-    'convnext': (dict(type='ConvNeXt', arch=dict(
-        depths=[1, 1, 1, 1], channels=[8, 16, 24, 32])), 32),
-    'vit': (dict(type='VisionTransformer', arch=dict(
-        embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
-        img_size=32, patch_size=8), 32),
-    'swin': (dict(type='SwinTransformer', arch=dict(
-        embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2]),
-        img_size=64, window_size=2), 64),
+    'convnext': (dict(
+        type='ConvNeXt',
+        arch=dict(depths=[1, 1, 1, 1], channels=[8, 16, 24, 32])), 32),
+    'vit': (dict(
+        type='VisionTransformer',
+        arch=dict(
+            embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+        img_size=32,
+        patch_size=8), 32),
+    'swin': (dict(
+        type='SwinTransformer',
+        arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2]),
+        img_size=64,
+        window_size=2), 64),
 }
-LMDB_DATA = dict(
-    data_preprocessor=dict(num_classes=K, mean=[127.5] * 3,
-                           std=[127.5] * 3, to_rgb=True),
-    test_dataloader=dict(
-        batch_size=4,
-        num_workers=0,
-        dataset=dict(
-            type='ExpressionLMDBDataset',
-            data_root='data/x.lmdb',
-            split='test',
-            pipeline=[dict(type='CenterCrop', crop_size=28),
-                      dict(type='PackInputs')])),
-    test_evaluator=[dict(type='Accuracy', topk=(1, )),
-                    dict(type='ExpressionMetric')])
+LMDB_DATA = lmdb_data_cfg(
+    dict(num_classes=K, mean=[127.5] * 3, std=[127.5] * 3, to_rgb=True),
+    [dict(type='CenterCrop', crop_size=28),
+     dict(type='PackInputs')],
+    [dict(type='Accuracy', topk=(1, )),
+     dict(type='ExpressionMetric')])
 
 
 class TestFold:
@@ -58,17 +61,20 @@ class TestFold:
         folded_w, b = fold_bnneck(w, bn.running_mean, bn.running_var, bn.eps,
                                   bn.weight, bn.bias)
         torch.testing.assert_close(
-            F.linear(x, folded_w, b), F.linear(bn(x), w), rtol=1e-5,
-            atol=1e-5)
+            F.linear(x, folded_w, b), F.linear(bn(x), w), rtol=1e-5, atol=1e-5)
 
     def test_unknown_key_is_refused(self):
         with pytest.raises(ConversionError, match="unexpected key 'neck.w'"):
-            prune_state_dict({'head.fc.weight': torch.ones(2, 3),
-                              'neck.w': torch.ones(1)})
+            prune_state_dict({
+                'head.fc.weight': torch.ones(2, 3),
+                'neck.w': torch.ones(1)
+            })
 
     def test_without_neck_the_bias_is_zero(self):
-        out = prune_state_dict({'head.fc.weight': torch.ones(2, 3),
-                                'head.aux_fcs.0.weight': torch.ones(1, 3)})
+        out = prune_state_dict({
+            'head.fc.weight': torch.ones(2, 3),
+            'head.aux_fcs.0.weight': torch.ones(1, 3)
+        })
         assert set(out) == {'head.fc.weight', 'head.fc.bias'}
         assert torch.equal(out['head.fc.bias'], torch.zeros(2))
 
@@ -76,8 +82,8 @@ class TestFold:
 class TestDeployEqualsTargetBranch:
 
     @pytest.mark.parametrize('name,bnneck',
-                             [(n, True) for n in BACKBONES] +
-                             [('resnet', False)])
+                             [(n, True)
+                              for n in BACKBONES] + [('resnet', False)])
     def test_logits_and_argmax(self, name, bnneck, tmp_path):
         backbone, size = BACKBONES[name]
         cfg = dmue_cfg(backbone, bnneck)
@@ -110,8 +116,8 @@ class TestDeployConfig:
         dataset = cfg.test_dataloader.dataset
         assert dataset.type == 'CustomDataset'
         assert dataset.classes == ['a', 'b', 'c']
-        assert [t['type'] for t in dataset.pipeline] == [
-            'LoadImageFromFile', 'CenterCrop', 'PackInputs']
+        assert [t['type'] for t in dataset.pipeline
+                ] == ['LoadImageFromFile', 'CenterCrop', 'PackInputs']
         assert [m['type'] for m in cfg.test_evaluator] == ['Accuracy']
         assert cfg.data_preprocessor.mean == [127.5] * 3
         assert cfg.model.neck == dict(type='GlobalAveragePooling')
@@ -126,8 +132,12 @@ class TestDeployConfig:
 
     def test_checkpoint_holds_plain_values_only(self, spec, tmp_path):
         model = trained_like(dmue_cfg(TINY_RESNET))
-        files = DeployWriter(spec, classes=['a', 'b', 'c']).write(
-            model.state_dict(), str(tmp_path), 'm', extra_meta=dict(epoch=3))
+        files = DeployWriter(
+            spec, classes=['a', 'b', 'c']).write(
+                model.state_dict(),
+                str(tmp_path),
+                'm',
+                extra_meta=dict(epoch=3))
         ckpt = torch.load(files.checkpoint, weights_only=True)
         assert set(ckpt) == {'state_dict', 'meta'}
         assert ckpt['meta']['dataset_meta'] == {'classes': ['a', 'b', 'c']}

@@ -21,11 +21,11 @@ import dmue_mm  # noqa: F401  registers the plugin
 from dmue_mm.compat import load_local_checkpoint
 from dmue_mm.converters import DeploySpec, DeployWriter
 from dmue_mm.hooks import BranchPruningHook
-from test_converters.deploy_helpers import TINY_RESNET, deploy_model, dmue_cfg
+from test_converters.deploy_helpers import (TINY_RESNET, deploy_model,
+                                            dmue_cfg, lmdb_data_cfg)
 
 STOCK_TEST = osp.join(
-    osp.dirname(__import__('mmpretrain').__file__), '.mim', 'tools',
-    'test.py')
+    osp.dirname(__import__('mmpretrain').__file__), '.mim', 'tools', 'test.py')
 # What a stock-only process does with the deploy files; it fails if the
 # plugin gets imported on the way.
 STOCK_SCRIPT = '''
@@ -61,8 +61,8 @@ def run_config(data_root: str, work_dir: str) -> Config:
     cfg.data_preprocessor.num_classes = len(CLASSES)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = data_root
-    cfg.default_hooks.checkpoint.update(save_best='accuracy/top1',
-                                        rule='greater')
+    cfg.default_hooks.checkpoint.update(
+        save_best='accuracy/top1', rule='greater')
     cfg.default_hooks.logger.interval = 100
     cfg.custom_hooks = [dict(type='BranchPruningHook')]
     cfg.log_level = 'WARNING'
@@ -89,8 +89,12 @@ def trained(image_folder, tmp_path_factory):
         runner.train()
     model = runner.model.eval()
     val = sorted(glob.glob(osp.join(image_folder, 'val', '*', '*.png')))
-    return dict(runner=runner, model=model, work_dir=work_dir,
-                deploy=osp.join(work_dir, 'deploy'), val=val)
+    return dict(
+        runner=runner,
+        model=model,
+        work_dir=work_dir,
+        deploy=osp.join(work_dir, 'deploy'),
+        val=val)
 
 
 class TestDuringTraining:
@@ -98,15 +102,19 @@ class TestDuringTraining:
     def test_writes_config_last_and_the_current_best(self, trained):
         best = glob.glob(osp.join(trained['work_dir'], 'best_*.pth'))
         assert len(best) == 1
-        files = sorted(osp.basename(p) for p in glob.glob(
-            osp.join(trained['deploy'], '*')))
-        assert files == sorted(['deploy.py', 'last.pth', osp.basename(best[0])])
+        files = sorted(
+            osp.basename(p)
+            for p in glob.glob(osp.join(trained['deploy'], '*')))
+        assert files == sorted(
+            ['deploy.py', 'last.pth',
+             osp.basename(best[0])])
 
     def test_last_equals_the_trained_target_branch(self, trained):
         model = trained['model']
         assert model.head.bnneck.running_var.sub(1).abs().max() > 1e-3
-        deploy = deploy_model(osp.join(trained['deploy'], 'deploy.py'),
-                              osp.join(trained['deploy'], 'last.pth'))
+        deploy = deploy_model(
+            osp.join(trained['deploy'], 'deploy.py'),
+            osp.join(trained['deploy'], 'last.pth'))
         images = read_images(trained['val'])
         expected = target_logits(model, images)
         logits = target_logits(deploy, images)
@@ -135,32 +143,29 @@ class TestDuringTraining:
 
 class TestStockMMPretrain:
 
-    def test_loaded_without_the_plugin(self, trained, image_folder,
-                                       tmp_path):
+    def test_loaded_without_the_plugin(self, trained, image_folder, tmp_path):
         deploy = trained['deploy']
-        config, ckpt = (osp.join(deploy, 'deploy.py'),
-                        osp.join(deploy, 'last.pth'))
+        config, ckpt = (osp.join(deploy,
+                                 'deploy.py'), osp.join(deploy, 'last.pth'))
         # the same model with the LMDB recipe's data: a stock image folder
         runner = trained['runner']
-        lmdb_data = dict(
-            data_preprocessor=runner.cfg.data_preprocessor,
-            test_dataloader=dict(
-                batch_size=8, num_workers=0,
-                dataset=dict(type='ExpressionLMDBDataset',
-                             data_root='x.lmdb', split='test',
-                             pipeline=[dict(type='PackInputs')])),
-            test_evaluator=dict(type='ExpressionMetric'))
+        lmdb_data = lmdb_data_cfg(runner.cfg.data_preprocessor,
+                                  [dict(type='PackInputs')],
+                                  dict(type='ExpressionMetric'))
         lmdb_cfg = DeployWriter(
             DeploySpec.from_model(trained['model'], runner.cfg.model),
-            data_cfg=lmdb_data, classes=CLASSES).write_config(
-                str(tmp_path / 'deploy_lmdb.py'))
+            data_cfg=lmdb_data,
+            classes=CLASSES).write_config(str(tmp_path / 'deploy_lmdb.py'))
         script = tmp_path / 'stock.py'
-        script.write_text(STOCK_SCRIPT.replace('sys.argv_test',
-                                               repr(STOCK_TEST)))
+        script.write_text(
+            STOCK_SCRIPT.replace('sys.argv_test', repr(STOCK_TEST)))
         images = trained['val'][:3]
-        run_tool([str(script), config, ckpt, lmdb_cfg,
-                  osp.join(image_folder, 'val'), str(tmp_path),
-                  ','.join(images)], timeout=240,
+        run_tool([
+            str(script), config, ckpt, lmdb_cfg,
+            osp.join(image_folder, 'val'),
+            str(tmp_path), ','.join(images)
+        ],
+                 timeout=240,
                  env={'OMP_NUM_THREADS': '1'})
 
         expected = F.softmax(
@@ -168,8 +173,7 @@ class TestStockMMPretrain:
         with open(tmp_path / 'inferencer.json') as f:
             inferred = json.load(f)
         torch.testing.assert_close(
-            torch.tensor(inferred['scores']), expected[:3], atol=1e-5,
-            rtol=0)
+            torch.tensor(inferred['scores']), expected[:3], atol=1e-5, rtol=0)
         assert inferred['meta']['dataset_meta']['classes'] == list(CLASSES)
         assert inferred['classes'] == [
             CLASSES[i] for i in expected[:3].argmax(1)
@@ -193,8 +197,12 @@ class TestBestTracking:
         model_cfg = dmue_cfg(TINY_RESNET)
         hub = MessageHub.get_instance('pruning_best_tracking')
         runner = SimpleNamespace(
-            model=MODELS.build(model_cfg), cfg=Config(dict(model=model_cfg)),
-            work_dir=str(tmp_path), message_hub=hub, epoch=1, iter=5,
+            model=MODELS.build(model_cfg),
+            cfg=Config(dict(model=model_cfg)),
+            work_dir=str(tmp_path),
+            message_hub=hub,
+            epoch=1,
+            iter=5,
             logger=MMLogger.get_current_instance())
         hook = BranchPruningHook(out_dir='pruned', on_train_end=False)
         hook.before_train(runner)

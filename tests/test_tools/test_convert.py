@@ -1,5 +1,4 @@
 """tools/convert.py: every subcommand end to end, one-line errors."""
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -10,25 +9,16 @@ from mmengine.logging import MessageHub
 from mmengine.runner.checkpoint import save_checkpoint
 
 from test_converters.deploy_helpers import (  # noqa: F401
-    TINY_RESNET, deploy_model, dmue_cfg, one_thread, trained_like)
-from test_converters.original_format import (OriginalModel, msceleb,
-                                             snapshot)
+    TINY_RESNET, deploy_model, dmue_cfg, load_tool, one_thread, trained_like)
+from test_converters.original_format import (OriginalModel, msceleb, snapshot)
 
 CONVERT = osp.join(TOOLS, 'convert.py')
 K = 2
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('dmue_convert_tool',
-                                                  CONVERT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def tool():
-    return load_tool()
+    return load_tool(CONVERT, 'dmue_convert_tool')
 
 
 def call(tool, argv, capsys):
@@ -59,43 +49,45 @@ def original_snapshot(tmp_path_factory):
 
 class TestSubcommands:
 
-    def test_snapshot_to_plugin_and_deploy(self, original_snapshot,
-                                           tmp_path):
+    def test_snapshot_to_plugin_and_deploy(self, original_snapshot, tmp_path):
         src, raw = original_snapshot
         out, deploy_dir = tmp_path / 'plugin.pth', tmp_path / 'deploy'
         result = run_tool([
             CONVERT, 'snapshot', src, '-o', out, '--deploy-dir', deploy_dir,
             '--classes', 'calm,smile'
-        ], timeout=240, env={'OMP_NUM_THREADS': '1'})
+        ],
+                          timeout=240,
+                          env={'OMP_NUM_THREADS': '1'})
         assert 'training snapshot: faceres18, K = 2, with BN-neck' in \
             result.stdout
         assert 'load_from=' in result.stdout
         plugin = torch.load(out, weights_only=True)
         assert plugin['meta']['dmue_mm']['num_classes'] == K
         assert len(plugin['state_dict']) == len(raw)
-        model = deploy_model(str(deploy_dir / 'ep7_acc0.6_deploy.py'),
-                             str(deploy_dir / 'ep7_acc0.6.pth'))
+        model = deploy_model(
+            str(deploy_dir / 'ep7_acc0.6_deploy.py'),
+            str(deploy_dir / 'ep7_acc0.6.pth'))
         x = torch.randn(3, 3, 64, 64)
         with torch.no_grad():
             logits = model(x, mode='tensor')
         expected = OriginalModel(raw, K).target_logits(x)
         scale = expected.abs().max().clamp(min=1)
         assert (logits - expected).abs().max() <= 1e-4 * scale
-        meta = torch.load(deploy_dir / 'ep7_acc0.6.pth',
-                          weights_only=True)['meta']
+        meta = torch.load(
+            deploy_dir / 'ep7_acc0.6.pth', weights_only=True)['meta']
         assert meta['dataset_meta']['classes'] == ['calm', 'smile']
 
     def test_msceleb(self, tool, tmp_path, capsys):
         src = str(tmp_path / 'mv_epoch_17.pt')
         torch.save(msceleb('r18'), src)
         code, out, _ = call(tool, [
-            'msceleb', src, '-o', str(tmp_path / 'init.pth'),
-            '--num-classes', '3'
+            'msceleb', src, '-o',
+            str(tmp_path / 'init.pth'), '--num-classes', '3'
         ], capsys)
         assert code == 0
         assert 'MS-Celeb-1M pretraining: faceres18' in out
-        state = torch.load(tmp_path / 'init.pth',
-                           weights_only=True)['state_dict']
+        state = torch.load(
+            tmp_path / 'init.pth', weights_only=True)['state_dict']
         assert torch.equal(state['head.branches.2.layer4.1.conv2.weight'],
                            state['backbone.layer4.1.conv2.weight'])
 
@@ -109,13 +101,17 @@ class TestSubcommands:
         hub = MessageHub.get_instance('convert_tool_test')
         hub.update_scalar('train/loss', 0.5)
         save_checkpoint(
-            dict(meta=dict(cfg=cfg.pretty_text, epoch=2,
-                           dataset_meta=dict(classes=list('abcd'))),
-                 state_dict=model.state_dict(),
-                 message_hub=hub.state_dict()), ckpt)
+            dict(
+                meta=dict(
+                    cfg=cfg.pretty_text,
+                    epoch=2,
+                    dataset_meta=dict(classes=list('abcd'))),
+                state_dict=model.state_dict(),
+                message_hub=hub.state_dict()), ckpt)
         deploy_dir = tmp_path / 'deploy'
         code, out, err = call(
-            tool, ['deploy', ckpt, '--deploy-dir', str(deploy_dir)], capsys)
+            tool, ['deploy', ckpt, '--deploy-dir',
+                   str(deploy_dir)], capsys)
         assert code == 0, err
         assert 'plugin checkpoint: ResNet, K = 4, with BN-neck' in out
         config, weights = str(deploy_dir / 'deploy.py'), str(deploy_dir /
@@ -127,8 +123,8 @@ class TestSubcommands:
         assert (logits - expected).abs().max() <= 1e-4
 
         code, out, err = call(tool, [
-            'onnx', config, weights, '-o', str(tmp_path / 'm.onnx'),
-            '--shape', '32', '32'
+            'onnx', config, weights, '-o',
+            str(tmp_path / 'm.onnx'), '--shape', '32', '32'
         ], capsys)
         assert code == 0, err
         assert 'dynamic batch' in out and 'max |logit diff|' in out
@@ -139,14 +135,14 @@ class TestSubcommands:
 class TestOneLineErrors:
 
     @pytest.mark.parametrize('argv,message', [
-        (['target', '{src}', '--deploy-dir', '{tmp}'],
-         "use the 'snapshot' subcommand"),
-        (['snapshot', '{tmp}/missing.pth', '-o', '{tmp}/x.pth'],
-         'not found: check the path'),
+        (['target', '{src}', '--deploy-dir', '{tmp}'
+          ], "use the 'snapshot' subcommand"),
+        (['snapshot', '{tmp}/missing.pth', '-o', '{tmp}/x.pth'
+          ], 'not found: check the path'),
         (['snapshot', '{src}'], 'nothing to write'),
     ])
-    def test_user_errors(self, tool, original_snapshot, tmp_path, capsys,
-                         argv, message):
+    def test_user_errors(self, tool, original_snapshot, tmp_path, capsys, argv,
+                         message):
         src, _ = original_snapshot
         argv = [a.format(src=src, tmp=tmp_path) for a in argv]
         code, _, err = call(tool, argv, capsys)

@@ -2,14 +2,13 @@
 errors."""
 import csv
 import glob
-import importlib.util
 import os.path as osp
 
 import pytest
 from conftest import CLASSES, TOOLS, run_tool
 
 from test_converters.deploy_helpers import (  # noqa: F401
-    folder_deploy, one_thread)
+    folder_deploy, load_tool, one_thread)
 
 INFER = osp.join(TOOLS, 'infer.py')
 
@@ -21,10 +20,7 @@ def deploy_files(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('dmue_infer_tool', INFER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(INFER, 'dmue_infer_tool')
 
 
 class TestInferTool:
@@ -34,7 +30,9 @@ class TestInferTool:
         result = run_tool([
             INFER, deploy_files.config, deploy_files.checkpoint,
             osp.join(image_folder, 'val'), '--out', out, '--batch-size', '5'
-        ], timeout=240, env={'OMP_NUM_THREADS': '1'})
+        ],
+                          timeout=240,
+                          env={'OMP_NUM_THREADS': '1'})
         assert '16 images (0 without prediction)' in result.stdout
         with open(out) as f:
             rows = list(csv.DictReader(f))
@@ -45,10 +43,9 @@ class TestInferTool:
             assert sum(probs) == pytest.approx(1.0, abs=1e-5)
             assert row['pred_class'] == CLASSES[probs.index(max(probs))]
 
-    def test_table_on_stdout(self, tool, deploy_files, image_folder,
-                             capsys):
-        image = sorted(glob.glob(osp.join(image_folder, 'val', 'sad',
-                                          '*.png')))[0]
+    def test_table_on_stdout(self, tool, deploy_files, image_folder, capsys):
+        image = sorted(
+            glob.glob(osp.join(image_folder, 'val', 'sad', '*.png')))[0]
         tool.main([deploy_files.config, deploy_files.checkpoint, image])
         lines = capsys.readouterr().out.strip().splitlines()
         assert lines[0].split() == ['image', 'class', 'p', *CLASSES]
@@ -56,9 +53,13 @@ class TestInferTool:
 
     def test_missing_input_is_one_line(self, tool, deploy_files, capsys):
         with pytest.raises(SystemExit) as exc:
-            tool.main([deploy_files.config, deploy_files.checkpoint,
-                       'no/such/photo.jpg'])
+            tool.main([
+                deploy_files.config, deploy_files.checkpoint,
+                'no/such/photo.jpg'
+            ])
         assert exc.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert err == ["error: input 'no/such/photo.jpg' not found: give "
-                       'image files or folders']
+        assert err == [
+            "error: input 'no/such/photo.jpg' not found: give "
+            'image files or folders'
+        ]
