@@ -140,6 +140,10 @@ class TestOneLineErrors:
         (['snapshot', '{tmp}/missing.pth', '-o', '{tmp}/x.pth'
           ], 'not found: check the path'),
         (['snapshot', '{src}'], 'nothing to write'),
+        (['snapshot', '{src}', '--arch', 'r50ibn', '-o', '{tmp}/x.pth'],
+         "key 'module.base.layer1.0.conv1.weight' (-> 'backbone.layer1.0."
+         "conv1.weight') has shape (64, 64, 3, 3), the model expects "
+         '(64, 64, 1, 1)'),
     ])
     def test_user_errors(self, tool, original_snapshot, tmp_path, capsys, argv,
                          message):
