@@ -4,6 +4,6 @@ _base_ = [
     '../_base_/datasets/rafdb.py',
     '../_base_/models/dmue_faceres18.py',
     '../_base_/schedules/dmue_adam_36e.py',
-    '../_base_/default_runtime.py',
+    '../_base_/dmue_runtime.py',
 ]
 model = dict(head=dict(num_classes={{_base_.num_classes}}, ramp_a=10))
