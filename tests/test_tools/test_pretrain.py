@@ -127,3 +127,34 @@ class TestPretrainRecipes:
         assert set(loaded) == set(expected)
         for key, value in expected.items():
             torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+
+
+def test_identity_lmdb_recipe_trains_a_step(tmp_path):
+    """The LMDB variant reads unnamed identity classes and trains."""
+    from mmengine.dataset import pseudo_collate
+    from mmpretrain.registry import DATASETS
+
+    from dmue_mm.datasets import LMDBWriter
+    lmdb_path = str(tmp_path / 'ids.lmdb')
+    images, labels = make_pattern_images(NUM_IDS, PER_ID, size=SIZE, seed=5)
+    with LMDBWriter(lmdb_path, NUM_IDS, resume=False) as writer:
+        for index, (img, label) in enumerate(zip(images, labels)):
+            writer.add('train', f'id_{label}/{index}.png', img, int(label))
+    cfg = Config.fromfile(osp.join(PRETRAIN, 'faceres18_mvsoftmax_lmdb.py'))
+    cfg.model.head.num_classes = NUM_IDS
+    cfg.data_preprocessor.num_classes = NUM_IDS
+    dataset_cfg = cfg.train_dataloader.dataset
+    dataset_cfg.data_root = lmdb_path
+    dataset_cfg.pipeline[0].scale = (SIZE, SIZE)
+    dataset_cfg.pipeline[1].crop_size = 32
+    dataset = DATASETS.build(dataset_cfg)
+    assert len(dataset) == NUM_IDS * PER_ID
+    assert [dataset.get_gt_labels()[i] for i in range(len(dataset))] == \
+        labels.tolist()
+    batch = pseudo_collate([dataset[i] for i in range(len(dataset))])
+    assert batch['inputs'][0].shape == (3, 32, 32)
+    model = MODELS.build(
+        dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    optim = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = model.train_step(batch, OptimWrapper(optim))
+    assert math.isfinite(losses['loss'].item())
