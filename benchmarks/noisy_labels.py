@@ -69,7 +69,7 @@ __all__ = [
     'blend', 'make_ambiguous', 'blended_test_set', 'auroc', 'mean_std',
     'round_significant', 'random_shift', 'model_cfg', 'build_model',
     'measure_sp', 'prepare_data', 'train_model', 'run_one', 'summarise',
-    'format_tables', 'plot_results', 'main'
+    'paired_differences', 'format_tables', 'plot_results', 'main'
 ]
 
 METHODS = ('ce', 'ls', 'dmue')
@@ -333,7 +333,7 @@ def auroc(signal: np.ndarray, positive: np.ndarray) -> float:
     ranks = np.empty(signal.size)
     ranks[order] = np.arange(1, signal.size + 1)
     # average ranks of ties
-    values, inverse = np.unique(signal, return_inverse=True)
+    _, inverse = np.unique(signal, return_inverse=True)
     ranks = (np.bincount(inverse, ranks) / np.bincount(inverse))[inverse]
     u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))
@@ -404,20 +404,23 @@ def prepare_data(setting: Setting, seed: int, recipe: Recipe,
 # ----------------------------------------------------------------------------
 # models and training
 # ----------------------------------------------------------------------------
-def random_shift(x: torch.Tensor, max_shift: int,
-                 generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to ``max_shift`` pixels (zero padding).
+def random_shift(x: torch.Tensor,
+                 max_shift: int,
+                 generator: Optional[torch.Generator],
+                 fill: float = 0.0) -> torch.Tensor:
+    """Translate each image by up to ``max_shift`` pixels per axis.
 
     Args:
         x (Tensor): (B, C, H, W) images.
         max_shift (int): Largest shift per axis.
-        generator (torch.Generator): Random source.
+        generator (torch.Generator, optional): Random source.
+        fill (float): Value of the pixels shifted in (the background).
     """
     if max_shift == 0:
         return x
     B, _, H, W = x.shape
     s = max_shift
-    padded = torch.nn.functional.pad(x, (s, s, s, s))
+    padded = torch.nn.functional.pad(x, (s, s, s, s), value=fill)
     dy, dx = torch.randint(0, 2 * s + 1, (2, B, 1), generator=generator)
     rows = (dy + torch.arange(H))[:, :, None]
     cols = (dx + torch.arange(W))[:, None, :]
@@ -428,6 +431,10 @@ def random_shift(x: torch.Tensor, max_shift: int,
 def _normalise(images: np.ndarray) -> torch.Tensor:
     """[0, 1] images (N, H, W) -> (N, 1, H, W) in [-1, 1]."""
     return torch.from_numpy((images - 0.5) / 0.5).float()[:, None]
+
+
+#: the digits' black background after :func:`_normalise`
+BACKGROUND = -1.0
 
 
 def model_cfg(method: str, recipe: Recipe, sp_weight: float) -> dict:
@@ -562,7 +569,8 @@ def train_model(model, method: str, data: TaskData, recipe: Recipe,
         for rows in _batches(len(y), recipe.batch_size, gen):
             if recorder is not None and epoch >= score_from:
                 recorder.rows = rows
-            inputs = random_shift(x[rows], recipe.max_shift, gen)
+            inputs = random_shift(x[rows], recipe.max_shift, gen,
+                                  BACKGROUND)
             model.train_step(
                 dict(inputs=inputs, data_samples=_samples(y[rows])), wrapper)
         schedule.step()
@@ -718,6 +726,45 @@ def summarise(runs: List[dict]) -> Dict[str, Dict[str, Dict[str, list]]]:
     }
 
 
+#: (metric, title, digits, higher is better) of the paired table
+PAIRED_METRICS = (('top1', 'Δ top-1 %', 1, True), ('nll', 'Δ NLL', 3, False),
+                  ('ece', 'Δ ECE %', 1, False),
+                  ('soft_nll', 'Δ soft NLL (blends)', 3, False))
+
+
+def paired_differences(runs: List[dict], baseline: str = 'ce') -> dict:
+    """Per-seed differences to the baseline on the same data.
+
+    Returns:
+        dict: ``diff[setting][method][metric] = [mean, std, better, n]``:
+        mean and std over seeds of ``method - baseline``, and in how many of
+        the ``n`` seeds the method was better (higher top-1, lower NLL, ECE
+        and soft NLL).
+    """
+    metrics = {(r['method'], r['setting'], r['seed']): r['metrics']
+               for r in runs}
+    diffs: Dict[str, Dict[str, Dict[str, list]]] = {}
+    for (method, setting, seed), values in metrics.items():
+        base = metrics.get((baseline, setting, seed))
+        if method == baseline or base is None:
+            continue
+        per = diffs.setdefault(setting, {}).setdefault(method, {})
+        for key, *_ in PAIRED_METRICS:
+            per.setdefault(key, []).append(values[key] - base[key])
+    higher = {key: up for key, _, _, up in PAIRED_METRICS}
+    return {
+        setting: {
+            method: {
+                key: mean_std(v) +
+                [sum(x > 0 if higher[key] else x < 0 for x in v), len(v)]
+                for key, v in per.items()
+            }
+            for method, per in methods.items()
+        }
+        for setting, methods in diffs.items()
+    }
+
+
 def _cell(stat: Optional[list], digits: int) -> str:
     return '–' if stat is None else f'{stat[0]:.{digits}f} ± {stat[1]:.{digits}f}'
 
@@ -728,9 +775,15 @@ def _markdown(header: List[str], rows: List[List[str]]) -> str:
     return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in rows])
 
 
-def format_tables(summary: dict, settings: Sequence[Setting],
+def _paired_cell(stat: list, digits: int) -> str:
+    mean, std, better, n = stat
+    return f'{mean:+.{digits}f} ± {std:.{digits}f} ({better}/{n})'
+
+
+def format_tables(summary: dict, paired: dict, settings: Sequence[Setting],
                   methods: Sequence[str]) -> str:
-    """The main table (every method) and DMUE's diagnostics, markdown."""
+    """The main table (every method), the paired differences to CE and
+    DMUE's diagnostics, markdown."""
     rows = []
     for setting in settings:
         for method in methods:
@@ -743,6 +796,17 @@ def format_tables(summary: dict, settings: Sequence[Setting],
             ])
     main = _markdown(['setting', 'method'] +
                      [title for _, title, _ in TABLE_METRICS], rows)
+    rows = [[setting.name, METHOD_NAMES[method]] + [
+        _paired_cell(paired[setting.name][method][key], digits)
+        for key, _, digits, _ in PAIRED_METRICS
+    ] for setting in settings for method in methods
+            if method in paired.get(setting.name, {})]
+    if rows:
+        main += ('\n\nPaired differences to CE on the same data and init, '
+                 'mean ± std over seeds (seeds in which the method was '
+                 'better):\n\n' + _markdown(
+                     ['setting', 'method'] +
+                     [title for _, title, _, _ in PAIRED_METRICS], rows))
     if 'dmue' not in methods:
         return main
     rows = [[setting.name] + [
@@ -955,7 +1019,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     methods = [m for m in METHODS if m in args.methods]
     summary = summarise(runs)
     floor = _soft_nll_floor(recipe)
-    tables = format_tables(summary, settings, methods)
+    paired = paired_differences(runs)
+    tables = format_tables(summary, paired, settings, methods)
     header = _header(recipe, seeds, floor, calibration)
     print(header + '\n\n' + tables)
     os.makedirs(args.out_dir, exist_ok=True)
@@ -982,6 +1047,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             torch=torch.__version__, python=platform.python_version(),
             cpus=os.cpu_count()),
         summary=summary,
+        paired_vs_ce=paired,
         runs=[{k: v for k, v in r.items() if k != 'signals'} for r in runs])
     path = osp.join(args.out_dir, 'noisy_labels.json')
     with open(path, 'w') as f:

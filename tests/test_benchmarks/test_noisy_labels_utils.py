@@ -179,6 +179,14 @@ class TestSmallHelpers:
         assert len(set(zip(rows.tolist(), cols.tolist()))) == 9
         assert torch.equal(nl.random_shift(x, 0, None), x)
 
+    def test_random_shift_fills_the_background(self):
+        x = torch.ones(32, 1, 3, 3)
+        out = nl.random_shift(x, 1, torch.Generator().manual_seed(0), -1.0)
+        assert set(out.unique().tolist()) == {-1.0, 1.0}
+        # an image shifted by (dy, dx) keeps (3 - |dy|)(3 - |dx|) pixels
+        kept = (out == 1).sum(dim=(1, 2, 3))
+        assert set(kept.tolist()) <= {9, 6, 4}
+
     def test_soft_nll_floor(self):
         # entropy of (0.5, 0.5) is log 2
         recipe = nl.Recipe(lam_range=(0.5, 0.5))
