@@ -6,9 +6,10 @@ The backbone's own last stage is the *target* branch; this head owns the
 the bias-free classifiers and the uncertainty MLP, and computes the four
 loss terms.
 """
+from functools import partial
 from itertools import chain
-from typing import (Callable, Dict, Iterator, List, Optional, Sequence,
-                    Tuple, Union)
+from typing import (Callable, Dict, Iterator, List, NamedTuple, Optional,
+                    Sequence, Tuple, Union)
 
 import torch
 import torch.nn as nn
@@ -20,7 +21,8 @@ from mmpretrain.structures import DataSample
 
 from ..losses import (latent_distribution, ramp_down, ramp_up,
                       soft_loss_sum, sp_loss_sum)
-from ..utils import BackboneAdapter, BatchGather, ClassLayout, StageInput
+from ..utils import (BackboneAdapter, BatchGather, ClassLayout, LossPiece,
+                     StageInput, early_backward)
 from .pairwise_uncertainty import class_similarity_features
 
 __all__ = ['DMUEHead', 'current_epoch']
@@ -34,6 +36,17 @@ def current_epoch() -> int:
     """
     epoch = MessageHub.get_current_instance().get_info('epoch')
     return 0 if epoch is None else int(epoch)
+
+
+class _AuxBatch(NamedTuple):
+    """What every auxiliary branch reads of one batch."""
+    branch_input: StageInput  # class-sorted trunk output (ClassLayout)
+    layout: ClassLayout
+    labels: torch.Tensor
+    rank_layouts: List[ClassLayout]  # every rank's (global_stats)
+    offsets: List[int]  # row offset of every rank in the global batch
+    gather: BatchGather
+    run_branch: Callable
 
 
 @MODELS.register_module()
@@ -75,6 +88,11 @@ class DMUEHead(BaseModule):
             train).
         init_std (float): Std of the normal init of the classifiers.
             Defaults to 0.001.
+        early_backward (bool): Backpropagate each auxiliary branch right
+            after its forward pass, inside :meth:`loss` (same gradients,
+            ~(K-1)/K less activation memory in the branches; the loss dict
+            can then only be differentiated as a whole, as MMEngine does).
+            Defaults to True.
         init_cfg (dict, optional): MMEngine init config.
     """
 
@@ -90,6 +108,7 @@ class DMUEHead(BaseModule):
                  global_stats: bool = False,
                  released_code: bool = False,
                  init_std: float = 0.001,
+                 early_backward: bool = True,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         _check_args(num_classes=num_classes, in_channels=in_channels,
@@ -103,6 +122,7 @@ class DMUEHead(BaseModule):
         self.ramp_a = ramp_a
         self.global_stats = global_stats
         self.released_code = released_code
+        self.early_backward = early_backward
         self.adapter: Optional[BackboneAdapter] = None
 
         self.branches = nn.ModuleList()
@@ -235,7 +255,9 @@ class DMUEHead(BaseModule):
         labels = _hard_labels(data_samples, feats.device)
         epoch = current_epoch()
         up, down = ramp_up(epoch, self.ramp_a), ramp_down(epoch, self.ramp_a)
-        terms, score = self.loss_terms(stage_input, feats, labels)
+        terms, score = self.loss_terms(
+            stage_input, feats, labels,
+            term_weights=dict(aux=down, sp=up * self.sp_weight))
         losses = dict(
             loss_wce=up * terms['wce'],
             loss_soft=up * self.soft_weight * terms['soft'],
@@ -249,8 +271,11 @@ class DMUEHead(BaseModule):
             uncertainty_std=score.detach().std(unbiased=False))
         return losses
 
-    def loss_terms(self, stage_input: StageInput, feats: torch.Tensor,
-                   labels: torch.Tensor
+    def loss_terms(self,
+                   stage_input: StageInput,
+                   feats: torch.Tensor,
+                   labels: torch.Tensor,
+                   term_weights: Optional[Dict[str, float]] = None
                    ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
         """The unweighted loss terms and the uncertainty score.
 
@@ -261,15 +286,24 @@ class DMUEHead(BaseModule):
             stage_input (StageInput): Trunk output.
             feats (Tensor): Target features ``f`` (B, D).
             labels (Tensor): Labels (B,).
+            term_weights (dict, optional): ``dict(aux=..., sp=...)``, the
+                weights the caller's loss gives the terms ``aux`` and ``sp``.
+                With them (and ``early_backward``) the auxiliary branches are
+                backpropagated during this call, so that only a multiple of
+                that loss can be differentiated (see
+                :mod:`dmue_mm.models.utils.early_backward`). Defaults to
+                None: an ordinary graph.
 
         Returns:
             tuple: ``dict(wce, soft, sp, aux)`` of scalars and the score
             ``sigma`` (B, 1).
         """
         run_branch = self._branch_runner(feats.device.type)
+        if not self.early_backward:
+            term_weights = None
         with torch.autocast(feats.device.type, enabled=False):
             return self._loss_terms(stage_input, feats.float(), labels,
-                                    run_branch)
+                                    run_branch, term_weights)
 
     def _branch_runner(self, device_type: str
                        ) -> Callable[[int, StageInput], torch.Tensor]:
@@ -298,7 +332,8 @@ class DMUEHead(BaseModule):
         return run
 
     def _loss_terms(self, inputs: StageInput, f: torch.Tensor,
-                    labels: torch.Tensor, run_branch: Callable
+                    labels: torch.Tensor, run_branch: Callable,
+                    term_weights: Optional[Dict[str, float]]
                     ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
         K = self.num_classes
         gather = BatchGather(self.global_stats)
@@ -331,26 +366,20 @@ class DMUEHead(BaseModule):
         # the target Gram matrix (global columns under global_stats)
         target_gram = h @ gather.gather(h, sizes).t()
         rank_layouts, offsets = self._rank_layouts(layout, all_labels, sizes)
-        aux_sums, sp_sums = [], []
-        for c in range(K):
-            span = layout.others(c)
-            rows = layout.rows(span)
-            logits = self._aux_logits(c, branch_input, span, run_branch)
-            targets = labels[rows] - (labels[rows] > c).long()
-            aux_sums.append(F.cross_entropy(logits, targets, reduction='sum'))
-            columns = torch.cat([
-                part.rows(part.others(c)) + offset
-                for part, offset in zip(rank_layouts, offsets)
-            ])
-            all_logits = gather.gather(
-                logits, [part.others(c)[1] for part in rank_layouts])
-            sp_sums.append(
-                sp_loss_sum(logits, all_logits,
-                            target_gram[rows][:, columns]))
-
+        aux = _AuxBatch(branch_input, layout, labels, rank_layouts, offsets,
+                        gather, run_branch)
         branch_counts = (total - counts).to(f.dtype)
+        weights = None
+        if term_weights is not None:  # d loss / d (aux_c sum, sp_c sum)
+            scales = gather.mean_scale(
+                torch.stack([branch_counts, branch_counts**2], dim=1))
+            weights = (scales * scales.new_tensor(
+                [term_weights['aux'], term_weights['sp']]) / K).flatten()
+        sums = self._auxiliary_sums(aux, target_gram, weights).view(K, 2)
+
         means = gather.means(
-            torch.stack([wce_sum, soft_sum] + aux_sums + sp_sums),
+            torch.cat([wce_sum.view(1), soft_sum.view(1), sums[:, 0],
+                       sums[:, 1]]),
             torch.cat([
                 f.new_tensor([total, total * K]), branch_counts,
                 branch_counts**2
@@ -361,6 +390,47 @@ class DMUEHead(BaseModule):
             sp=means[2 + K:].mean(),
             aux=means[2:2 + K].mean())
         return terms, score
+
+    def _auxiliary_sums(self, aux: '_AuxBatch', target_gram: torch.Tensor,
+                        weights: Optional[torch.Tensor]) -> torch.Tensor:
+        """``[aux_0, sp_0, aux_1, sp_1, ...]``: the CE and SP sums of every
+        auxiliary branch (2K,). With ``weights`` (the loss's weight of each
+        sum) every branch is backpropagated right after its forward pass
+        (:func:`early_backward`), so that one branch's activations are alive
+        at a time."""
+        neck = list(self.bnneck.parameters()) if self.bnneck else []
+        pieces = [
+            LossPiece(
+                fn=partial(self._branch_sums, c, aux),
+                spans=(aux.layout.others(c), None),
+                params=[
+                    *self.branches[c].parameters(),
+                    *self.aux_fcs[c].parameters(), *neck
+                ]) for c in range(self.num_classes)
+        ]
+        inputs = (aux.branch_input.batch, target_gram)
+        if weights is None:
+            return torch.cat([p.fn(*p.inputs(inputs)) for p in pieces])
+        return early_backward(pieces, weights, inputs)
+
+    def _branch_sums(self, c: int, aux: '_AuxBatch', rows_input: torch.Tensor,
+                     target_gram: torch.Tensor) -> torch.Tensor:
+        """CE sum and SP sum (2,) of auxiliary branch ``c`` on its rows of
+        the class-sorted trunk output (labels != c)."""
+        span = aux.layout.others(c)
+        rows = aux.layout.rows(span)
+        logits = self._aux_logits(c, aux.branch_input.with_batch(rows_input),
+                                  aux.run_branch)
+        targets = aux.labels[rows] - (aux.labels[rows] > c).long()
+        ce = F.cross_entropy(logits, targets, reduction='sum')
+        columns = torch.cat([
+            part.rows(part.others(c)) + offset
+            for part, offset in zip(aux.rank_layouts, aux.offsets)
+        ])
+        all_logits = aux.gather.gather(
+            logits, [part.others(c)[1] for part in aux.rank_layouts])
+        sp = sp_loss_sum(logits, all_logits, target_gram[rows][:, columns])
+        return torch.stack([ce, sp])
 
     def _rank_layouts(self, layout: ClassLayout, all_labels: torch.Tensor,
                       sizes: List[int]
@@ -373,19 +443,17 @@ class DMUEHead(BaseModule):
         offsets = [sum(sizes[:r]) for r in range(len(sizes))]
         return [ClassLayout(p, self.num_classes) for p in parts], offsets
 
-    def _aux_logits(self, c: int, branch_input: StageInput,
-                    span: Tuple[int, int],
+    def _aux_logits(self, c: int, rows: StageInput,
                     run_branch: Callable) -> torch.Tensor:
-        """Logits ``A_c`` of branch ``c`` on the rows of ``span`` (dropout,
-        BN-neck, ``aux_fcs[c]``). With no row the branch still joins the
-        graph with a zero gradient, so DDP needs no
-        ``find_unused_parameters``."""
-        if span[1] == 0:
+        """Logits ``A_c`` of branch ``c`` on ``rows`` (dropout, BN-neck,
+        ``aux_fcs[c]``). With no row the branch still joins the graph with a
+        zero gradient, so DDP needs no ``find_unused_parameters``."""
+        if rows.batch.size(0) == 0:
             params = chain(self.branches[c].parameters(),
                            self.aux_fcs[c].parameters())
             anchor = sum(p.sum() for p in params if p.requires_grad) * 0.0
             return self.fc.weight.new_zeros(0, self.num_classes - 1) + anchor
-        feats = run_branch(c, branch_input.narrow(*span))
+        feats = run_branch(c, rows)
         return self.aux_fcs[c](self._neck(self.dropout(feats)))
 
     @torch.no_grad()

@@ -55,13 +55,14 @@ class StageInput:
 
     def take(self, index: torch.Tensor) -> 'StageInput':
         """A copy of the rows ``index`` (1-D, long), in that order."""
-        return self._with_batch(self.args[0].index_select(0, index))
+        return self.with_batch(self.args[0].index_select(0, index))
 
     def narrow(self, start: int, length: int) -> 'StageInput':
         """The rows ``start:start + length`` as a view (no copy)."""
-        return self._with_batch(self.args[0].narrow(0, start, length))
+        return self.with_batch(self.args[0].narrow(0, start, length))
 
-    def _with_batch(self, rows: torch.Tensor) -> 'StageInput':
+    def with_batch(self, rows: torch.Tensor) -> 'StageInput':
+        """The same call with ``rows`` as the batch tensor."""
         return StageInput((rows, ) + tuple(self.args[1:]), dict(self.kwargs))
 
 

@@ -138,5 +138,18 @@ class BatchGather:
             return sums / counts
         total = sums.detach().clone()
         dist.all_reduce(total, group=self.group)
-        scaled = sums * (self.world_size / counts)
+        scaled = sums * self.mean_scale(counts)
         return scaled + (total / counts - scaled).detach()
+
+    def mean_scale(self, counts: torch.Tensor) -> torch.Tensor:
+        """The gradient of :meth:`means` with respect to the local sums.
+
+        Args:
+            counts (Tensor): Global number of elements of each term (T,),
+                floating point.
+
+        Returns:
+            Tensor: ``world_size / count`` per term (a count of 0 counts
+            as 1).
+        """
+        return self.world_size / counts.clamp(min=1)
