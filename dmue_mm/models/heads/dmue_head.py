@@ -291,7 +291,7 @@ class DMUEHead(BaseModule):
                 With them (and ``early_backward``) the auxiliary branches are
                 backpropagated during this call, so that only a multiple of
                 that loss can be differentiated (see
-                :mod:`dmue_mm.models.utils.early_backward`). Defaults to
+                :mod:`dmue_mm.models.utils.loss_pieces`). Defaults to
                 None: an ordinary graph.
 
         Returns:

@@ -4,7 +4,7 @@ from .adapters import (BackboneAdapter, ConvNeXtAdapter, MobileNetV2Adapter,
                        stage_key)
 from .batch_gather import BatchGather
 from .class_layout import ClassLayout
-from .early_backward import LossPiece, early_backward
+from .loss_pieces import LossPiece, early_backward
 
 __all__ = [
     'BackboneAdapter', 'ConvNeXtAdapter', 'MobileNetV2Adapter',
