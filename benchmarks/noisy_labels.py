@@ -75,8 +75,8 @@ __all__ = [
 METHODS = ('ce', 'ls', 'dmue')
 METHOD_NAMES = {'ce': 'CE', 'ls': 'CE + LS 0.1', 'dmue': 'DMUE'}
 NUM_CLASSES = 10
-DEFAULT_OUT = osp.join(
-    osp.dirname(osp.abspath(__file__)), 'results', 'noisy_labels')
+DEFAULT_OUT = osp.join(osp.dirname(osp.abspath(__file__)), 'results',
+                       'noisy_labels')
 
 
 @dataclass(frozen=True)
@@ -133,9 +133,10 @@ class Setting:
     ambiguous: bool = False
 
 
-SETTINGS = (Setting('noise 0%', 0.0), Setting('noise 10%', 0.1),
-            Setting('noise 20%', 0.2), Setting('noise 30%', 0.3),
-            Setting('ambiguous', ambiguous=True))
+NOISE_RATES = (0.0, 0.1, 0.2, 0.3)
+AMBIGUOUS = Setting('ambiguous', ambiguous=True)
+SETTINGS = tuple(Setting(f'noise {r:.0%}', r)
+                 for r in NOISE_RATES) + (AMBIGUOUS, )
 
 
 @dataclass
@@ -160,8 +161,7 @@ class TaskData:
 # data: noise, pairing, blending (numpy only)
 # ----------------------------------------------------------------------------
 def symmetric_noise(labels: np.ndarray, rate: float, num_classes: int,
-                    rng: np.random.Generator
-                    ) -> Tuple[np.ndarray, np.ndarray]:
+                    rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     """Replace exactly ``round(rate * N)`` labels by another class.
 
     Args:
@@ -225,8 +225,8 @@ def pair_classes(images: np.ndarray, labels: np.ndarray,
 def blend(image_a: np.ndarray, image_b: np.ndarray,
           lam: np.ndarray) -> np.ndarray:
     """``lam * a + (1 - lam) * b`` per image (``lam`` of shape (N, ))."""
-    lam = np.asarray(lam, dtype=np.float32).reshape(
-        (-1, ) + (1, ) * (np.ndim(image_a) - 1))
+    lam = np.asarray(lam, dtype=np.float32).reshape((-1, ) + (1, ) *
+                                                    (np.ndim(image_a) - 1))
     return lam * image_a + (1 - lam) * image_b
 
 
@@ -246,9 +246,8 @@ def _partner_images(labels: np.ndarray, pool_labels: np.ndarray,
     return index
 
 
-def make_ambiguous(images: np.ndarray, labels: np.ndarray,
-                   partner: np.ndarray, fraction: float,
-                   lam_range: Tuple[float, float],
+def make_ambiguous(images: np.ndarray, labels: np.ndarray, partner: np.ndarray,
+                   fraction: float, lam_range: Tuple[float, float],
                    rng: np.random.Generator) -> Dict[str, np.ndarray]:
     """Blend a fraction of the images with an image of the partner class.
 
@@ -287,14 +286,17 @@ def make_ambiguous(images: np.ndarray, labels: np.ndarray,
     given[chosen] = np.where(flip, other[chosen], labels[chosen])
     blended = np.zeros(n, dtype=bool)
     blended[chosen] = True
-    return dict(images=out, labels=given, blended=blended, lam=lam,
+    return dict(images=out,
+                labels=given,
+                blended=blended,
+                lam=lam,
                 other=other)
 
 
-def blended_test_set(images: np.ndarray, labels: np.ndarray,
-                     partner: np.ndarray, lam_range: Tuple[float, float],
-                     num_classes: int, rng: np.random.Generator
-                     ) -> Tuple[np.ndarray, np.ndarray]:
+def blended_test_set(
+        images: np.ndarray, labels: np.ndarray, partner: np.ndarray,
+        lam_range: Tuple[float, float], num_classes: int,
+        rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     """Blend every image with a random image of its partner class.
 
     Returns:
@@ -363,9 +365,9 @@ def load_digits_task() -> Tuple[np.ndarray, np.ndarray]:
     return (digits.images / 16.0).astype(np.float32), digits.target
 
 
-def stratified_split(labels: np.ndarray, per_class: int,
-                     rng: np.random.Generator
-                     ) -> Tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+        labels: np.ndarray, per_class: int,
+        rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     """``per_class`` random training indices per class; the rest is test."""
     train = np.concatenate([
         rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
@@ -383,16 +385,15 @@ def prepare_data(setting: Setting, seed: int, recipe: Recipe,
     train_x, train_y = images[train], labels[train]
     hidden = np.full(len(train), -1)
     if setting.ambiguous:
-        amb = make_ambiguous(train_x, train_y, partner,
-                             recipe.blend_fraction, recipe.lam_range, rng)
-        train_x, given, affected = amb['images'], amb['labels'], amb[
-            'blended']
+        amb = make_ambiguous(train_x, train_y, partner, recipe.blend_fraction,
+                             recipe.lam_range, rng)
+        train_x, given, affected = amb['images'], amb['labels'], amb['blended']
         # the hidden class is the component the given label does not name
         hidden[affected] = np.where(given == train_y, amb['other'],
                                     train_y)[affected]
     else:
-        given, affected = symmetric_noise(train_y, setting.noise,
-                                          NUM_CLASSES, rng)
+        given, affected = symmetric_noise(train_y, setting.noise, NUM_CLASSES,
+                                          rng)
         hidden[affected] = train_y[affected]
     blend_x, blend_target = blended_test_set(images[test], labels[test],
                                              partner, recipe.lam_range,
@@ -439,40 +440,35 @@ BACKGROUND = -1.0
 
 def model_cfg(method: str, recipe: Recipe, sp_weight: float) -> dict:
     """Model config of a method (same backbone for all)."""
-    backbone = dict(
-        type='ResNet_CIFAR',
-        depth=18,
-        in_channels=1,
-        stem_channels=8,
-        base_channels=8,
-        strides=(1, 1, 2, 1),
-        out_indices=(3, ))
+    backbone = dict(type='ResNet_CIFAR',
+                    depth=18,
+                    in_channels=1,
+                    stem_channels=8,
+                    base_channels=8,
+                    strides=(1, 1, 2, 1),
+                    out_indices=(3, ))
     preprocessor = dict(type='ClsDataPreprocessor', num_classes=NUM_CLASSES)
     if method == 'dmue':
-        return dict(
-            type='DMUEClassifier',
-            backbone=backbone,
-            head=dict(
-                type='DMUEHead',
-                num_classes=NUM_CLASSES,
-                sp_weight=sp_weight,
-                ramp_a=recipe.ramp_a),
-            data_preprocessor=preprocessor)
-    losses = dict(
-        ce=dict(type='CrossEntropyLoss'),
-        ls=dict(type='LabelSmoothLoss', label_smooth_val=recipe.label_smooth))
+        return dict(type='DMUEClassifier',
+                    backbone=backbone,
+                    head=dict(type='DMUEHead',
+                              num_classes=NUM_CLASSES,
+                              sp_weight=sp_weight,
+                              ramp_a=recipe.ramp_a),
+                    data_preprocessor=preprocessor)
+    losses = dict(ce=dict(type='CrossEntropyLoss'),
+                  ls=dict(type='LabelSmoothLoss',
+                          label_smooth_val=recipe.label_smooth))
     if method not in losses:
         raise ValueError(f'unknown method {method!r}: choose from {METHODS}')
-    return dict(
-        type='ImageClassifier',
-        backbone=backbone,
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(
-            type='LinearClsHead',
-            num_classes=NUM_CLASSES,
-            in_channels=64,
-            loss=losses[method]),
-        data_preprocessor=preprocessor)
+    return dict(type='ImageClassifier',
+                backbone=backbone,
+                neck=dict(type='GlobalAveragePooling'),
+                head=dict(type='LinearClsHead',
+                          num_classes=NUM_CLASSES,
+                          in_channels=64,
+                          loss=losses[method]),
+                data_preprocessor=preprocessor)
 
 
 def _quiet() -> None:
@@ -505,7 +501,9 @@ def _batches(n: int, batch_size: int,
     return list(torch.randperm(n, generator=generator).split(batch_size))
 
 
-def measure_sp(recipe: Recipe, data: TaskData, seed: int,
+def measure_sp(recipe: Recipe,
+               data: TaskData,
+               seed: int,
                num_batches: int = 8) -> float:
     """Mean raw ``L_sp`` of a freshly initialised DMUE model (train mode,
     dropout on) over ``num_batches`` training batches."""
@@ -551,10 +549,8 @@ def train_model(model, method: str, data: TaskData, recipe: Recipe,
     from mmengine.optim import build_optim_wrapper
     wrapper = build_optim_wrapper(
         model,
-        dict(
-            optimizer=dict(
-                type='Adam', lr=recipe.lr,
-                weight_decay=recipe.weight_decay)))
+        dict(optimizer=dict(
+            type='Adam', lr=recipe.lr, weight_decay=recipe.weight_decay)))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         wrapper.optimizer, recipe.epochs)
     x, y = _normalise(data.train_x), torch.from_numpy(data.train_y)
@@ -569,8 +565,7 @@ def train_model(model, method: str, data: TaskData, recipe: Recipe,
         for rows in _batches(len(y), recipe.batch_size, gen):
             if recorder is not None and epoch >= score_from:
                 recorder.rows = rows
-            inputs = random_shift(x[rows], recipe.max_shift, gen,
-                                  BACKGROUND)
+            inputs = random_shift(x[rows], recipe.max_shift, gen, BACKGROUND)
             model.train_step(
                 dict(inputs=inputs, data_samples=_samples(y[rows])), wrapper)
         schedule.step()
@@ -578,8 +573,7 @@ def train_model(model, method: str, data: TaskData, recipe: Recipe,
 
 
 @torch.no_grad()
-def predict_proba(model, images: np.ndarray,
-                  chunk: int = 512) -> np.ndarray:
+def predict_proba(model, images: np.ndarray, chunk: int = 512) -> np.ndarray:
     """Softmax scores of ``model.predict`` (eval mode)."""
     model.eval()
     x = _normalise(images)
@@ -590,8 +584,7 @@ def predict_proba(model, images: np.ndarray,
 
 
 @torch.no_grad()
-def latent_argmax(model, images: np.ndarray,
-                  labels: np.ndarray) -> np.ndarray:
+def latent_argmax(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Peak class of each image's latent distribution (auxiliary branch of
     its given label, eval mode, as in training without dropout)."""
     from dmue_mm.models.losses import latent_distribution
@@ -621,16 +614,15 @@ def _probability_metrics(prob: np.ndarray, blend_prob: np.ndarray,
     log_p = log_probabilities(prob)
     fold = np.arange(len(data.test_y)) % 2
     calibrated, temps = crossfit_temperature(log_p, data.test_y, fold)
-    return dict(
-        top1=float((prob.argmax(1) == data.test_y).mean() * 100),
-        nll=nll(log_p, data.test_y),
-        ece=expected_calibration_error(prob, data.test_y),
-        nll_ts=nll(calibrated, data.test_y),
-        ece_ts=expected_calibration_error(calibrated.exp(), data.test_y),
-        temperature=float(np.mean(temps)),
-        soft_nll=soft_nll(
-            torch.from_numpy(data.blend_target),
-            log_probabilities(blend_prob)))
+    return dict(top1=float((prob.argmax(1) == data.test_y).mean() * 100),
+                nll=nll(log_p, data.test_y),
+                ece=expected_calibration_error(prob, data.test_y),
+                nll_ts=nll(calibrated, data.test_y),
+                ece_ts=expected_calibration_error(calibrated.exp(),
+                                                  data.test_y),
+                temperature=float(np.mean(temps)),
+                soft_nll=soft_nll(torch.from_numpy(data.blend_target),
+                                  log_probabilities(blend_prob)))
 
 
 def _detection_metrics(model, method: str, data: TaskData,
@@ -638,8 +630,8 @@ def _detection_metrics(model, method: str, data: TaskData,
                        partner: np.ndarray) -> Tuple[dict, dict]:
     """AUROCs of the affected training images and DMUE's diagnostics;
     also the per-sample signals for the plots."""
-    p_given = predict_proba(model, data.train_x)[np.arange(
-        len(data.train_y)), data.train_y]
+    p_given = predict_proba(model, data.train_x)[np.arange(len(data.train_y)),
+                                                 data.train_y]
     affected = data.affected
     has_both = 0 < affected.sum() < affected.size
     out = dict(auroc_p=auroc(-p_given, affected) if has_both else None)
@@ -662,8 +654,12 @@ def _detection_metrics(model, method: str, data: TaskData,
     return out, signals
 
 
-def run_one(method: str, setting: Setting, seed: int, recipe: Recipe,
-            sp_weight: float, partner: np.ndarray,
+def run_one(method: str,
+            setting: Setting,
+            seed: int,
+            recipe: Recipe,
+            sp_weight: float,
+            partner: np.ndarray,
             threads: int = 1) -> dict:
     """Train and evaluate one (method, setting, seed).
 
@@ -677,19 +673,17 @@ def run_one(method: str, setting: Setting, seed: int, recipe: Recipe,
     start = time.perf_counter()
     score = train_model(model, method, data, recipe, seed)
     seconds = time.perf_counter() - start
-    metrics = _probability_metrics(
-        predict_proba(model, data.test_x),
-        predict_proba(model, data.blend_x), data)
+    metrics = _probability_metrics(predict_proba(model, data.test_x),
+                                   predict_proba(model, data.blend_x), data)
     detection, signals = _detection_metrics(model, method, data, score,
-                                             partner)
+                                            partner)
     metrics.update(detection)
-    return dict(
-        method=method,
-        setting=setting.name,
-        seed=seed,
-        train_seconds=seconds,
-        metrics=metrics,
-        signals=signals)
+    return dict(method=method,
+                setting=setting.name,
+                seed=seed,
+                train_seconds=seconds,
+                metrics=metrics,
+                signals=signals)
 
 
 # ----------------------------------------------------------------------------
@@ -697,13 +691,13 @@ def run_one(method: str, setting: Setting, seed: int, recipe: Recipe,
 # ----------------------------------------------------------------------------
 TABLE_METRICS = (('top1', 'top-1 %', 1), ('nll', 'NLL', 3),
                  ('ece', 'ECE %', 1), ('nll_ts', 'NLL (TS)', 3),
-                 ('soft_nll', 'soft NLL (blends)', 3),
-                 ('auroc_p', 'AUROC p(label)', 3),
-                 ('auroc_sigma', 'AUROC sigma', 3))
-DMUE_METRICS = (('sigma_mean', 'sigma mean', 3), ('sigma_std',
-                                                   'sigma spread (std)', 3),
-                ('sigma_affected', 'sigma affected', 3),
-                ('sigma_clean', 'sigma clean', 3),
+                 ('soft_nll', 'soft NLL (blends)',
+                  3), ('auroc_p', 'AUROC p(label)', 3), ('auroc_sigma',
+                                                         'AUROC sigma', 3))
+DMUE_METRICS = (('sigma_mean', 'sigma mean',
+                 3), ('sigma_std', 'sigma spread (std)',
+                      3), ('sigma_affected', 'sigma affected',
+                           3), ('sigma_clean', 'sigma clean', 3),
                 ('latent_hit', 'latent peak = hidden class', 3),
                 ('latent_partner_clean', 'latent peak = partner (clean)', 3))
 
@@ -712,14 +706,16 @@ def summarise(runs: List[dict]) -> Dict[str, Dict[str, Dict[str, list]]]:
     """``summary[setting][method][metric] = [mean, std]`` over seeds."""
     summary: Dict[str, Dict[str, Dict[str, list]]] = {}
     for run in runs:
-        per = summary.setdefault(run['setting'], {}).setdefault(
-            run['method'], {})
+        per = summary.setdefault(run['setting'],
+                                 {}).setdefault(run['method'], {})
         for key, value in run['metrics'].items():
             per.setdefault(key, []).append(value)
     return {
         setting: {
-            method: {k: mean_std(v)
-                     for k, v in metrics.items()}
+            method: {
+                k: mean_std(v)
+                for k, v in metrics.items()
+            }
             for method, metrics in methods.items()
         }
         for setting, methods in summary.items()
@@ -728,8 +724,8 @@ def summarise(runs: List[dict]) -> Dict[str, Dict[str, Dict[str, list]]]:
 
 #: (metric, title, digits, higher is better) of the paired table
 PAIRED_METRICS = (('top1', 'Δ top-1 %', 1, True), ('nll', 'Δ NLL', 3, False),
-                  ('ece', 'Δ ECE %', 1, False),
-                  ('soft_nll', 'Δ soft NLL (blends)', 3, False))
+                  ('ece', 'Δ ECE %', 1,
+                   False), ('soft_nll', 'Δ soft NLL (blends)', 3, False))
 
 
 def paired_differences(runs: List[dict], baseline: str = 'ce') -> dict:
@@ -741,8 +737,10 @@ def paired_differences(runs: List[dict], baseline: str = 'ce') -> dict:
         the ``n`` seeds the method was better (higher top-1, lower NLL, ECE
         and soft NLL).
     """
-    metrics = {(r['method'], r['setting'], r['seed']): r['metrics']
-               for r in runs}
+    metrics = {
+        (r['method'], r['setting'], r['seed']): r['metrics']
+        for r in runs
+    }
     diffs: Dict[str, Dict[str, Dict[str, list]]] = {}
     for (method, setting, seed), values in metrics.items():
         base = metrics.get((baseline, setting, seed))
@@ -755,8 +753,10 @@ def paired_differences(runs: List[dict], baseline: str = 'ce') -> dict:
     return {
         setting: {
             method: {
-                key: mean_std(v) +
-                [sum(x > 0 if higher[key] else x < 0 for x in v), len(v)]
+                key:
+                mean_std(v) +
+                [sum(x > 0 if higher[key] else x < 0 for x in v),
+                 len(v)]
                 for key, v in per.items()
             }
             for method, per in methods.items()
@@ -766,12 +766,16 @@ def paired_differences(runs: List[dict], baseline: str = 'ce') -> dict:
 
 
 def _cell(stat: Optional[list], digits: int) -> str:
-    return '–' if stat is None else f'{stat[0]:.{digits}f} ± {stat[1]:.{digits}f}'
+    if stat is None:
+        return '–'
+    return f'{stat[0]:.{digits}f} ± {stat[1]:.{digits}f}'
 
 
 def _markdown(header: List[str], rows: List[List[str]]) -> str:
-    lines = ['| ' + ' | '.join(header) + ' |',
-             '|' + '|'.join('---' for _ in header) + '|']
+    lines = [
+        '| ' + ' | '.join(header) + ' |',
+        '|' + '|'.join('---' for _ in header) + '|'
+    ]
     return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in rows])
 
 
@@ -804,9 +808,9 @@ def format_tables(summary: dict, paired: dict, settings: Sequence[Setting],
     if rows:
         main += ('\n\nPaired differences to CE on the same data and init, '
                  'mean ± std over seeds (seeds in which the method was '
-                 'better):\n\n' + _markdown(
-                     ['setting', 'method'] +
-                     [title for _, title, _, _ in PAIRED_METRICS], rows))
+                 'better):\n\n' +
+                 _markdown(['setting', 'method'] +
+                           [title for _, title, _, _ in PAIRED_METRICS], rows))
     if 'dmue' not in methods:
         return main
     rows = [[setting.name] + [
@@ -818,8 +822,8 @@ def format_tables(summary: dict, paired: dict, settings: Sequence[Setting],
 
 
 PLOT_PANELS = (('top1', 'top-1 % (clean test)'), ('nll', 'NLL (clean test)'),
-               ('ece', 'ECE % (clean test)'),
-               ('soft_nll', 'soft NLL (blended test)'),
+               ('ece', 'ECE % (clean test)'), ('soft_nll',
+                                               'soft NLL (blended test)'),
                ('auroc', 'AUROC, affected train images'))
 
 
@@ -863,8 +867,12 @@ def plot_results(summary: dict, runs: List[dict], settings: Sequence[Setting],
             for method, metric, label in _series(methods, key):
                 stats = np.array(
                     [_stat(summary, s.name, method, metric) for s in noise])
-                ax.errorbar(xs, stats[:, 0], yerr=stats[:, 1], marker='o',
-                            capsize=3, label=label)
+                ax.errorbar(xs,
+                            stats[:, 0],
+                            yerr=stats[:, 1],
+                            marker='o',
+                            capsize=3,
+                            label=label)
             ax.set_xlabel('symmetric label noise %')
             _panel_style(ax, key, title)
         axes[0].legend(fontsize=8)
@@ -879,11 +887,13 @@ def plot_results(summary: dict, runs: List[dict], settings: Sequence[Setting],
             curves = _series(methods, key)
             for i, (method, metric, label) in enumerate(curves):
                 mean, std = _stat(summary, name, method, metric)
-                ax.errorbar([i], [mean], yerr=[std], marker='o', capsize=4,
+                ax.errorbar([i], [mean],
+                            yerr=[std],
+                            marker='o',
+                            capsize=4,
                             color=f'C{METHODS.index(method)}')
             ax.set_xticks(range(len(curves)))
-            ax.set_xticklabels([c[2] for c in curves], fontsize=7,
-                               rotation=20)
+            ax.set_xticklabels([c[2] for c in curves], fontsize=7, rotation=20)
             ax.set_xlim(-0.5, len(curves) - 0.5)
             _panel_style(ax, key, title)
         fig.suptitle(f'{name}: {_runs_note(runs, name)}', fontsize=10)
@@ -895,15 +905,20 @@ def plot_results(summary: dict, runs: List[dict], settings: Sequence[Setting],
     ]
     if dmue:
         names = list(dict.fromkeys(r['setting'] for r in dmue))
-        fig, axes = plt.subplots(
-            1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+        fig, axes = plt.subplots(1,
+                                 len(names),
+                                 figsize=(4 * len(names), 3.2),
+                                 squeeze=False)
         for ax, name in zip(axes[0], names):
             signals = [r['signals'] for r in dmue if r['setting'] == name]
             sigma = np.concatenate([s['sigma'] for s in signals])
             hit = np.concatenate([s['affected'] for s in signals])
             bins = np.linspace(sigma.min(), sigma.max(), 30)
             ax.hist(sigma[~hit], bins, alpha=0.6, density=True, label='clean')
-            ax.hist(sigma[hit], bins, alpha=0.6, density=True,
+            ax.hist(sigma[hit],
+                    bins,
+                    alpha=0.6,
+                    density=True,
                     label='flipped / blended')
             ax.set_title(f'DMUE sigma, {name}', fontsize=10)
         axes[0, 0].legend(fontsize=8)
@@ -933,24 +948,39 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='CE vs. label smoothing vs. DMUE under label noise and '
         'annotation ambiguity (scikit-learn digits)')
-    parser.add_argument('--quick', action='store_true',
+    parser.add_argument('--quick',
+                        action='store_true',
                         help='1 seed, 10 epochs (about 2 minutes)')
-    parser.add_argument('--seeds', type=int, default=None,
+    parser.add_argument('--seeds',
+                        type=int,
+                        default=None,
                         help='number of seeds (default 5, quick 1)')
-    parser.add_argument('--epochs', type=int, default=None,
+    parser.add_argument('--epochs',
+                        type=int,
+                        default=None,
                         help='epochs (default 40, quick 10)')
-    parser.add_argument('--methods', nargs='+', default=list(METHODS),
+    parser.add_argument('--methods',
+                        nargs='+',
+                        default=list(METHODS),
                         choices=METHODS)
-    parser.add_argument('--settings', nargs='+', default=None,
+    parser.add_argument('--settings',
+                        nargs='+',
+                        default=None,
                         help='subset of: ' +
                         ', '.join(repr(s.name) for s in SETTINGS))
-    parser.add_argument('--sp-weight', type=float, default=None,
+    parser.add_argument('--sp-weight',
+                        type=float,
+                        default=None,
                         help='DMUE gamma (default: calibrated so that '
                         'gamma * L_sp at init is --sp-target)')
     parser.add_argument('--sp-target', type=float, default=0.1)
-    parser.add_argument('--jobs', type=int, default=2,
+    parser.add_argument('--jobs',
+                        type=int,
+                        default=2,
                         help='parallel training processes')
-    parser.add_argument('--threads', type=int, default=1,
+    parser.add_argument('--threads',
+                        type=int,
+                        default=1,
                         help='torch threads per process')
     parser.add_argument('--out-dir', default=DEFAULT_OUT)
     return parser.parse_args(argv)
@@ -982,10 +1012,9 @@ def _run_all(tasks: List[tuple], jobs: int) -> List[dict]:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     seeds = args.seeds or (1 if args.quick else 5)
-    recipe = Recipe(
-        epochs=args.epochs or (10 if args.quick else 40),
-        sp_weight=args.sp_weight,
-        sp_target=args.sp_target)
+    recipe = Recipe(epochs=args.epochs or (10 if args.quick else 40),
+                    sp_weight=args.sp_weight,
+                    sp_target=args.sp_target)
     settings = _select_settings(args.settings)
     torch.set_num_threads(args.threads)
     images, labels = load_digits_task()
@@ -996,8 +1025,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     calibration = dict(sp_target=recipe.sp_target)
     sp_weight = recipe.sp_weight
     if sp_weight is None and 'dmue' in args.methods:
-        sp_init = measure_sp(recipe, prepare_data(SETTINGS[0], 0, recipe,
-                                                  partner), seed=0)
+        sp_init = measure_sp(recipe,
+                             prepare_data(SETTINGS[0], 0, recipe, partner),
+                             seed=0)
         sp_weight = round_significant(recipe.sp_target / sp_init)
         calibration.update(sp_init=sp_init)
         print(f'DMUE: L_sp at init = {sp_init:.4g} -> gamma = {sp_weight:g} '
@@ -1039,16 +1069,18 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         threads=args.threads,
         wall_seconds=wall,
         train_seconds={
-            m: mean_std([r['train_seconds'] for r in runs
-                         if r['method'] == m])
+            m: mean_std([r['train_seconds'] for r in runs if r['method'] == m])
             for m in methods
         },
-        environment=dict(
-            torch=torch.__version__, python=platform.python_version(),
-            cpus=os.cpu_count()),
+        environment=dict(torch=torch.__version__,
+                         python=platform.python_version(),
+                         cpus=os.cpu_count()),
         summary=summary,
         paired_vs_ce=paired,
-        runs=[{k: v for k, v in r.items() if k != 'signals'} for r in runs])
+        runs=[{
+            k: v
+            for k, v in r.items() if k != 'signals'
+        } for r in runs])
     path = osp.join(args.out_dir, 'noisy_labels.json')
     with open(path, 'w') as f:
         json.dump(result, f, indent=1)
@@ -1076,10 +1108,11 @@ def _header(recipe: Recipe, seeds: int, floor: float,
     if calibration.get('sp_weight') is not None:
         measured = ''
         if 'sp_init' in calibration:
-            measured = (f', L_sp at init {calibration["sp_init"]:.3g} -> '
-                        f'gamma * L_sp = '
-                        f'{calibration["sp_init"] * calibration["sp_weight"]:.3g}'
-                        f', target {calibration["sp_target"]:g}')
+            measured = (
+                f', L_sp at init {calibration["sp_init"]:.3g} -> '
+                f'gamma * L_sp = '
+                f'{calibration["sp_init"] * calibration["sp_weight"]:.3g}'
+                f', target {calibration["sp_target"]:g}')
         lines.append(f'DMUE: gamma = {calibration["sp_weight"]:g}{measured}; '
                      f'ramp_a = {recipe.ramp_a:g}.')
     return '\n\n'.join(lines)

@@ -57,8 +57,8 @@ class TestPairClasses:
     def test_uses_class_means(self):
         images = np.array([-1.0, 1.0, 10.0, 11.0, 0.5, 9.0])[:, None]
         labels = np.array([0, 0, 1, 1, 2, 3])  # means 0, 10.5, 0.5, 9
-        np.testing.assert_array_equal(
-            nl.pair_classes(images, labels, 4), [2, 3, 0, 1])
+        np.testing.assert_array_equal(nl.pair_classes(images, labels, 4),
+                                      [2, 3, 0, 1])
 
     def test_rejects_odd_or_missing_classes(self):
         with pytest.raises(ValueError, match='even'):
@@ -82,26 +82,22 @@ class TestBlending:
     def test_blend_hand_values(self):
         a = np.array([[1.0, 1.0], [4.0, 0.0]], np.float32)
         b = np.array([[0.0, 2.0], [0.0, 4.0]], np.float32)
-        np.testing.assert_allclose(
-            nl.blend(a, b, np.array([0.75, 0.5])),
-            [[0.75, 1.25], [2.0, 2.0]])
+        np.testing.assert_allclose(nl.blend(a, b, np.array([0.75, 0.5])),
+                                   [[0.75, 1.25], [2.0, 2.0]])
 
     def test_make_ambiguous(self):
         labels = np.arange(400) % 4
-        out = nl.make_ambiguous(
-            constant_images(labels), labels, PARTNER, 0.25, (0.6, 0.9),
-            np.random.default_rng(1))
+        out = nl.make_ambiguous(constant_images(labels), labels, PARTNER, 0.25,
+                                (0.6, 0.9), np.random.default_rng(1))
         blended = out['blended']
         assert blended.sum() == 100
         lam, other = out['lam'], out['other']
-        np.testing.assert_array_equal(other[blended],
-                                      PARTNER[labels[blended]])
+        np.testing.assert_array_equal(other[blended], PARTNER[labels[blended]])
         assert (other[~blended] == -1).all() and (lam[~blended] == 1).all()
         assert ((lam[blended] >= 0.6) & (lam[blended] <= 0.9)).all()
         # pixel = lam * a + (1 - lam) * partner(a)
         expected = lam * labels + (1 - lam) * np.maximum(other, 0)
-        np.testing.assert_allclose(out['images'][:, 0, 0], expected,
-                                   atol=1e-6)
+        np.testing.assert_allclose(out['images'][:, 0, 0], expected, atol=1e-6)
         given = out['labels']
         assert (given[~blended] == labels[~blended]).all()
         assert ((given == labels) | (given == other)).all()
@@ -110,24 +106,23 @@ class TestBlending:
         # lam fixed at 0.7: the given label is the image's own class with
         # probability 0.7 (binomial std 0.007 for n = 4000: 5 sigma)
         labels = np.arange(4000) % 4
-        out = nl.make_ambiguous(
-            constant_images(labels), labels, PARTNER, 1.0, (0.7, 0.7),
-            np.random.default_rng(2))
+        out = nl.make_ambiguous(constant_images(labels), labels, PARTNER, 1.0,
+                                (0.7, 0.7), np.random.default_rng(2))
         assert abs((out['labels'] == labels).mean() - 0.7) < 0.036
 
     def test_blended_test_set(self):
         labels = np.array([0, 1, 2, 3, 2])
-        images, target = nl.blended_test_set(
-            constant_images(labels), labels, PARTNER, (0.5, 0.8), 4,
-            np.random.default_rng(3))
+        images, target = nl.blended_test_set(constant_images(labels), labels,
+                                             PARTNER, (0.5, 0.8), 4,
+                                             np.random.default_rng(3))
         np.testing.assert_allclose(target.sum(1), 1)
         lam = target[np.arange(5), labels]
         assert ((lam >= 0.5) & (lam <= 0.8)).all()
         np.testing.assert_allclose(target[np.arange(5), PARTNER[labels]],
                                    1 - lam)
-        np.testing.assert_allclose(
-            images[:, 1, 1], lam * labels + (1 - lam) * PARTNER[labels],
-            atol=1e-6)
+        np.testing.assert_allclose(images[:, 1, 1],
+                                   lam * labels + (1 - lam) * PARTNER[labels],
+                                   atol=1e-6)
 
 
 class TestAuroc:
@@ -144,8 +139,8 @@ class TestAuroc:
         assert nl.auroc([5, 5, 5], [True, False, False]) == 0.5
 
     def test_extremes_and_sign(self):
-        signal, positive = np.array([0.9, 0.8, 0.2, 0.1]), np.array(
-            [True, True, False, False])
+        signal, positive = np.array([0.9, 0.8, 0.2, 0.1
+                                     ]), np.array([True, True, False, False])
         assert nl.auroc(signal, positive) == 1.0
         assert nl.auroc(-signal, positive) == 0.0
 
