@@ -148,8 +148,12 @@ def model_cfg(variant: str, num_classes: int) -> dict:
         data_preprocessor=preprocessor)
 
 
-def build(variant: str, num_classes: int, device: str):
-    """Model and MMEngine optimiser wrapper of a variant."""
+def build(variant: str,
+          num_classes: int,
+          device: str,
+          fused_adam: bool = False):
+    """Model and MMEngine optimiser wrapper of a variant (Adam, lr 1e-4,
+    weight decay 1e-4; torch's fused kernel with ``fused_adam``)."""
     import dmue_mm  # noqa: F401  registers the plugin
     from mmengine.logging import MMLogger
     from mmengine.optim import build_optim_wrapper
@@ -162,7 +166,12 @@ def build(variant: str, num_classes: int, device: str):
     model.to(device).train()
     wrapper = build_optim_wrapper(
         model,
-        dict(optimizer=dict(type='Adam', lr=1e-4, weight_decay=1e-4)))
+        dict(
+            optimizer=dict(
+                type='Adam',
+                lr=1e-4,
+                weight_decay=1e-4,
+                **(dict(fused=True) if fused_adam else {}))))
     return model, wrapper
 
 
@@ -194,12 +203,20 @@ def timed_step(model, wrapper, batch: dict, device: str) -> Dict[str, float]:
                 cpu=time.process_time() - cpu)
 
 
+def model_keys(args) -> List[Key]:
+    """``(variant, K)`` of every compared model, ``ce`` first per K."""
+    return [(v, k) for k in args.num_classes for v in args.variants]
+
+
 def measure_time(args) -> Dict[Key, Dict[str, List[float]]]:
-    """Round-robin over every model, rotating the order every round."""
-    keys = [(v, k) for k in args.num_classes for v in args.variants]
+    """Round-robin over every model, rotating the order every round
+    (nothing with ``--repeats 0``)."""
+    if args.repeats == 0:
+        return {}
+    keys = model_keys(args)
     batches = {k: make_batch(args.batch_size, k, args.img_size)
                for k in args.num_classes}
-    runs = {key: build(*key, args.device) for key in keys}
+    runs = {key: build(*key, args.device, args.fused_adam) for key in keys}
     times: Dict[Key, Dict[str, List[float]]] = {key: {} for key in keys}
     for step in range(args.warmup + args.repeats):
         shift = step % len(keys)
@@ -243,7 +260,8 @@ def memory_worker(args) -> None:
     base = memory_mib(args.device, peak=False)
     variant, num_classes = args.memory_worker
     batch = make_batch(args.batch_size, num_classes, args.img_size)
-    model, wrapper = build(variant, num_classes, args.device)
+    model, wrapper = build(variant, num_classes, args.device,
+                           args.fused_adam)
     for _ in range(args.warmup):
         model.train_step(batch, wrapper)
     reset_peak(args.device)
@@ -254,7 +272,7 @@ def memory_worker(args) -> None:
 
 def measure_memory(args) -> Dict[Key, Dict[str, List[float]]]:
     """Peak memory (MiB) of fresh subprocesses, models interleaved."""
-    keys = [(v, k) for k in args.num_classes for v in args.variants]
+    keys = model_keys(args)
     memory: Dict[Key, Dict[str, List[float]]] = {key: {} for key in keys}
     for _ in range(args.memory_runs):
         for variant, num_classes in keys:
@@ -266,6 +284,8 @@ def measure_memory(args) -> Dict[Key, Dict[str, List[float]]]:
             for key in ('batch_size', 'img_size', 'warmup', 'threads',
                         'device'):
                 cmd += [f'--{key.replace("_", "-")}', str(getattr(args, key))]
+            if args.fused_adam:
+                cmd.append('--fused-adam')
             out = subprocess.run(
                 cmd,
                 check=True,
@@ -328,13 +348,14 @@ def summarise(args, times, memory, flops) -> dict:
             repeats=args.repeats,
             warmup=args.warmup,
             threads=args.threads,
+            fused_adam=args.fused_adam,
             device=args.device,
             memory_runs=args.memory_runs,
             torch=torch.__version__),
         flops_per_sample=flops,
         results={})
-    for (variant, k), t in times.items():
-        base_t = times[('ce', k)]
+    for variant, k in model_keys(args):
+        t, base_t = times.get((variant, k), {}), times.get(('ce', k))
         row = dict(
             seconds={kind: _spread(v) for kind, v in t.items()},
             time_ratio={
@@ -395,7 +416,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--num-classes', type=int, nargs='+', default=[7, 8])
     parser.add_argument('--img-size', type=int, default=224)
     parser.add_argument('--repeats', type=int, default=5,
-                        help='measured rounds')
+                        help='measured rounds (0: skip timing)')
     parser.add_argument('--warmup', type=int, default=1,
                         help='unmeasured rounds first (they create the '
                         'Adam state)')
@@ -410,6 +431,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=list(DEFAULT_VARIANTS),
         choices=VARIANTS,
         help='models besides the baseline ce (always run)')
+    parser.add_argument(
+        '--fused-adam',
+        action='store_true',
+        help='torch\'s fused Adam kernel for every model (default: the '
+        'foreach implementation, as the recipe configs)')
     parser.add_argument('--device', default='cpu',
                         help="'cpu' or a CUDA device such as 'cuda'")
     parser.add_argument('--memory-runs', type=int, default=2,
