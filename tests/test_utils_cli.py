@@ -72,3 +72,44 @@ class TestHelpers:
         assert loader.persistent_workers is False
         assert loader.collate_fn == dict(type='default_collate')
         assert 'val_dataloader' not in cfg
+
+
+class TestCliEntryProcessGroup:
+    """A tool's ``main`` leaves no process group behind for the interpreter's
+    teardown (a finished gloo run otherwise aborts with SIGABRT at times)."""
+
+    @pytest.fixture
+    def group(self, tmp_path):
+        import torch.distributed as dist
+        dist.init_process_group(
+            'gloo',
+            init_method=f'file://{tmp_path / "store"}',
+            rank=0,
+            world_size=1)
+        yield dist
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+    def test_destroyed_after_success(self, group):
+        from dmue_mm.utils.cli import cli_entry
+
+        @cli_entry
+        def main():
+            assert group.is_initialized()
+            return 'done'
+
+        assert main() == 'done'
+        assert not group.is_initialized()
+
+    def test_destroyed_after_a_user_error(self, group, capsys):
+        from dmue_mm.utils.cli import cli_entry
+
+        @cli_entry
+        def main():
+            raise CLIError('bad option')
+
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        assert exit_info.value.code == 2
+        assert 'error: bad option' in capsys.readouterr().err
+        assert not group.is_initialized()

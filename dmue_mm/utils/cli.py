@@ -18,7 +18,7 @@ from mmengine.config import Config, ConfigDict, DictAction
 from .errors import CLIError, DMUEError
 
 __all__ = [
-    'CLIError', 'cli_entry', 'load_config', 'check_cfg_options',
+    'CLIError', 'cli_entry', 'shutdown_process_group', 'load_config', 'check_cfg_options',
     'add_common_args', 'parse_with_local_rank', 'set_work_dir',
     'set_dataloader_defaults', 'disable_idle_persistent_workers',
     'merge_cfg_options'
@@ -35,16 +35,47 @@ def cli_entry(main: Callable[[], Any]) -> Callable[[], Any]:
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        finished = False
         try:
-            return main(*args, **kwargs)
+            result = main(*args, **kwargs)
+            finished = True
+            return result
         except (DMUEError, FileNotFoundError) as exc:
             if os.environ.get('DMUE_DEBUG'):
                 raise
             message = ' '.join(str(exc).split())
             print(f'error: {message}', file=sys.stderr)
             sys.exit(2)
+        finally:
+            # a failed rank must not wait in a barrier for the others
+            shutdown_process_group(wait=finished)
 
     return wrapper
+
+
+def shutdown_process_group(wait: bool = True) -> None:
+    """Wait for every rank, then destroy the process groups, before the
+    interpreter exits.
+
+    A gloo worker thread that still holds the last finished collective
+    (MMEngine's result broadcast at the end of a run) frees its tensors
+    under the GIL; if the interpreter is already finalising, Python ends
+    that thread inside C++ code and the finished run aborts with
+    ``terminate called without an active exception`` (SIGABRT), which
+    ``torchrun`` reports as a failure. The barrier releases the GIL while
+    the workers drain.
+
+    Args:
+        wait (bool): Pass the barrier first (every rank finished); False
+            after an error, where another rank may never arrive.
+    """
+    import torch.distributed as torch_dist
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        try:
+            if wait:
+                torch_dist.barrier()
+        finally:
+            torch_dist.destroy_process_group()
 
 
 def _closest(name: str, candidates: Iterable[str]) -> str:
