@@ -10,7 +10,7 @@
 4. print a short summary.
 
 This is a pipeline demo on proxy data: its accuracy says nothing about
-facial expressions. About 5 minutes on 2 CPU cores.
+facial expressions. About 3 minutes on 2 CPU cores.
 
 Example::
 
