@@ -31,9 +31,6 @@ Usage::
 """
 import argparse
 import copy
-import json
-import os
-import os.path as osp
 import statistics
 import tempfile
 import time
@@ -46,6 +43,7 @@ from mmpretrain.registry import MODELS
 
 import dmue_mm  # noqa: F401  registers the plugin
 from dmue_mm.converters import DeploySpec, DeployWriter
+from dmue_mm.utils.fileio import write_json
 
 NUM_CLASSES = 8
 BASELINE = dict(
@@ -200,9 +198,7 @@ def main(argv=None) -> dict:
         results['batches'][str(batch)] = dict(iters=iters, rows=rows)
         print(format_rows(batch, rows), end='\n\n')
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(results, f, indent=2)
+        write_json(args.out, results)
         print(f'results -> {args.out}')
     return results
 

@@ -27,7 +27,6 @@ Usage::
         --out work_dirs/benchmarks/lmdb_read.json
 """
 import argparse
-import json
 import os
 import os.path as osp
 import statistics
@@ -43,7 +42,8 @@ import dmue_mm  # noqa: F401  registers the datasets
 from dmue_mm.datasets import LMDBReader
 from dmue_mm.datasets.lmdb_io import image_key
 from dmue_mm.datasets.packers import folder_layout, pack_layout
-from dmue_mm.utils import make_pattern_images, write_image_folder
+from dmue_mm.utils import write_image_folder
+from dmue_mm.utils.fileio import write_json
 from mmpretrain.registry import DATASETS
 
 NUM_CLASSES = 8
@@ -190,12 +190,9 @@ def main() -> None:
               f'{row["ratio_vs_folder"]:>10.2f}')
     print('bytes on disk: ' + ', '.join(f'{k} {v / 2**20:.1f} MiB'
                                         for k, v in sizes.items()))
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(
-            dict(settings=vars(args), rows=rows, rounds=speeds, bytes=sizes),
-            f,
-            indent=2)
+    write_json(
+        args.out,
+        dict(settings=vars(args), rows=rows, rounds=speeds, bytes=sizes))
     print(f'written {args.out}')
 
 

@@ -48,7 +48,6 @@ number), ``noise.png``, ``ambiguity.png``, ``uncertainty.png`` in
 ``--out-dir`` (default ``benchmarks/results/noisy_labels``).
 """
 import argparse
-import json
 import logging
 import math
 import os
@@ -1082,8 +1081,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             for k, v in r.items() if k != 'signals'
         } for r in runs])
     path = osp.join(args.out_dir, 'noisy_labels.json')
-    with open(path, 'w') as f:
-        json.dump(result, f, indent=1)
+    from dmue_mm.utils.fileio import write_json
+    write_json(path, result, indent=1)
     print(f'wall time {wall:.0f} s; wrote {path}, results.md, ' +
           ', '.join(osp.basename(p) for p in plots))
     return result

@@ -465,9 +465,8 @@ def main(argv=None) -> dict:
     memory = measure_memory(args) if args.memory_runs > 0 else {}
     result = summarise(args, times, memory, pass_flops(args.img_size))
     print_table(result)
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(result, f, indent=2)
+    from dmue_mm.utils.fileio import write_json
+    write_json(args.out, result)
     print(f'wrote {args.out}')
     return result
 

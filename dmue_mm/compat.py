@@ -22,8 +22,9 @@ Shims:
     model with ``device_ids=[local_rank]``; neither works without a GPU.
     :func:`adapt_cfg_to_machine` switches a CPU-only run to gloo and
     ``device_ids=None``. GPU runs are left unchanged.
-(d) ``AmpOptimWrapper`` refuses to run without a GPU. :class:`BF16AmpOptimWrapper`
-    trains under bfloat16 autocast (no loss scaling needed) and
+(d) ``AmpOptimWrapper`` refuses to run without a GPU.
+    :class:`BF16AmpOptimWrapper` trains under bfloat16 autocast (no loss
+    scaling needed) and
     :func:`adapt_cfg_to_machine` selects it for ``--amp`` on CPU; on GPU the
     stock fp16 ``AmpOptimWrapper`` with dynamic loss scaling is used, exactly
     as MMPretrain does.
@@ -135,7 +136,8 @@ def adjust_hue(img: np.ndarray,
 
 
 def patch_adjust_hue() -> None:
-    """Replace every public name of ``mmcv.adjust_hue`` with :func:`adjust_hue`."""
+    """Replace every public name of ``mmcv.adjust_hue`` with
+    :func:`adjust_hue`."""
     import mmcv
     import mmcv.image
     import mmcv.image.photometric

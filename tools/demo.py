@@ -64,7 +64,8 @@ def pack_digits_proxy(out_path: str,
     train_rows = np.flatnonzero(~is_test)
     flipped = rng.choice(
         train_rows, int(round(noise * len(train_rows))), replace=False)
-    labels[flipped] = (labels[flipped] + rng.integers(1, 10, len(flipped))) % 10
+    shift = rng.integers(1, 10, len(flipped))
+    labels[flipped] = (labels[flipped] + shift) % 10
     with LMDBWriter(
             out_path,
             CLASSES,

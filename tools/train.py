@@ -75,7 +75,7 @@ def merge_args(cfg, args):
     if args.auto_scale_lr:
         if cfg.get('auto_scale_lr') is None:
             raise CLIError('--auto-scale-lr needs auto_scale_lr='
-                             'dict(base_batch_size=...) in the config')
+                           'dict(base_batch_size=...) in the config')
         cfg.auto_scale_lr.enable = True
 
     overrides = {}

@@ -14,7 +14,7 @@ from .detector import (Detection, FaceDetector, PreparedImage, group_by_shape,
 from .geometry import (box_crop_transform, compose, invert,
                        similarity_transform, transform_points, warp_image)
 from .imageio import (IMAGE_EXTENSIONS, ImageReadError, load_rgb,
-                      sample_photos, to_rgb_uint8, write_atomic)
+                      sample_photos, to_rgb_uint8)
 from .pipeline import AlignSettings, AlignSummary, output_names, run_alignment
 from .sources import (FOLDER_LAYOUTS, Record, Source, from_layout,
                       list_affectnet, list_file, list_folder, list_rafdb)
@@ -27,7 +27,7 @@ __all__ = [
     'PreparedImage', 'group_by_shape', 'prepare_for_detection',
     'box_crop_transform', 'compose', 'invert', 'similarity_transform',
     'transform_points', 'warp_image', 'IMAGE_EXTENSIONS', 'ImageReadError',
-    'load_rgb', 'sample_photos', 'to_rgb_uint8', 'write_atomic',
+    'load_rgb', 'sample_photos', 'to_rgb_uint8',
     'AlignSettings', 'AlignSummary', 'output_names', 'run_alignment',
     'FOLDER_LAYOUTS', 'Record', 'Source', 'from_layout', 'list_affectnet',
     'list_file', 'list_folder', 'list_rafdb', 'DMUE_TEMPLATE',

@@ -1,13 +1,11 @@
-"""Robust image reading and atomic writing for the alignment tool.
+"""Robust image reading for the alignment tool.
 
 :func:`load_rgb` turns whatever a dataset holds into (H, W, 3) uint8 RGB:
 EXIF orientation applied, grey, palette, grey+alpha, RGBA, CMYK, 16-bit and
 float images converted, truncated or unreadable files reported as
 :class:`ImageReadError` with the reason.
 """
-import os
 import os.path as osp
-import uuid
 import warnings
 from typing import Dict
 
@@ -19,7 +17,7 @@ from dmue_mm.utils.errors import DataError
 
 __all__ = [
     'IMAGE_EXTENSIONS', 'ImageReadError', 'load_rgb', 'to_rgb_uint8',
-    'write_atomic', 'sample_photos'
+    'sample_photos'
 ]
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp',
@@ -115,22 +113,6 @@ def load_rgb(path: str) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise ImageReadError(f'unexpected image shape {rgb.shape}')
     return rgb
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so
-    that a killed process never leaves a half-written file."""
-    folder = osp.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    tmp = f'{path}.{uuid.uuid4().hex[:8]}.tmp'
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 def sample_photos() -> Dict[str, np.ndarray]:

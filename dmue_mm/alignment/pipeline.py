@@ -30,10 +30,11 @@ from torch.utils.data import DataLoader, Dataset
 from dmue_mm.datasets import LMDBWriter
 from dmue_mm.datasets.lmdb_io import encode_image, read_lmdb_metadata
 from dmue_mm.utils.errors import CLIError
+from dmue_mm.utils.fileio import write_bytes
 
 from .aligner import AlignedFace, FaceAligner
 from .detector import FaceDetector, prepare_for_detection
-from .imageio import ImageReadError, load_rgb, write_atomic
+from .imageio import ImageReadError, load_rgb
 from .sources import Record, Source
 from .template import DMUE_TEMPLATE
 
@@ -184,7 +185,7 @@ class _FolderSink:
         return all(osp.isfile(osp.join(self.out, n)) for n in names)
 
     def write(self, record: Record, name: str, face: AlignedFace) -> None:
-        write_atomic(
+        write_bytes(
             osp.join(self.out, name),
             encode_image(face.image, self.settings.image_format,
                          self.settings.jpeg_quality))
@@ -257,7 +258,7 @@ class _LMDBSink:
 
 
 def _write_lines(path: str, lines: Sequence[str]) -> None:
-    write_atomic(path, ''.join(f'{line}\n' for line in lines).encode())
+    write_bytes(path, ''.join(f'{line}\n' for line in lines).encode())
 
 
 # ----------------------------------------------------------------------
@@ -301,7 +302,7 @@ def _check_settings(path: str, settings: AlignSettings,
                 f'({", ".join(f"{k}={previous.get(k)!r}" for k in changed)}):'
                 ' use another --out, the same options, or --overwrite to '
                 'redo everything')
-    write_atomic(path, json.dumps(current, indent=1).encode())
+    write_bytes(path, json.dumps(current, indent=1).encode())
 
 
 # ----------------------------------------------------------------------
@@ -501,5 +502,5 @@ def _write_report(path: str, source: Source, journal: _Journal) -> None:
         status, value = journal.entries.get(record.relpath, (None, None))
         if status == 'fail':
             rows.append((record.path, value))
-    write_atomic(path, ('path\treason\n' + ''.join(f'{p}\t{r}\n'
-                                                   for p, r in rows)).encode())
+    lines = ''.join(f'{p}\t{r}\n' for p, r in rows)
+    write_bytes(path, ('path\treason\n' + lines).encode())

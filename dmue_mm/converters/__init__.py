@@ -3,9 +3,8 @@ MMPretrain classifier, the original DMUE checkpoint formats, ONNX export.
 
 See ``docs/deploy.md`` and ``tools/convert.py``.
 """
-from .checkpoint_io import (atomic_write, check_state_dict, load_foreign,
-                            save_checkpoint, shape_str, strip_prefix, to_plain,
-                            write_text)
+from .checkpoint_io import (check_state_dict, load_foreign, save_checkpoint,
+                            shape_str, strip_prefix, to_plain)
 from .commands import (ConversionResult, convert_msceleb, convert_plugin,
                        convert_snapshot, convert_target, original_classes)
 from .deploy import (DEFAULT_TEST_ROOT, ORIGINAL_DATA_PREPROCESSOR,
@@ -21,8 +20,8 @@ from .original import (ARCH_CHOICES, ORIGINAL_BACKBONES, OriginalWeights,
 from .pruning import bnneck_eps, fold_bnneck, prune_model, prune_state_dict
 
 __all__ = [
-    'atomic_write', 'check_state_dict', 'load_foreign', 'save_checkpoint',
-    'shape_str', 'strip_prefix', 'to_plain', 'write_text', 'ConversionResult',
+    'check_state_dict', 'load_foreign', 'save_checkpoint',
+    'shape_str', 'strip_prefix', 'to_plain', 'ConversionResult',
     'convert_msceleb', 'convert_plugin', 'convert_snapshot', 'convert_target',
     'original_classes', 'DEFAULT_TEST_ROOT', 'ORIGINAL_DATA_PREPROCESSOR',
     'ORIGINAL_TEST_PIPELINE', 'TEST_DATA_MODES', 'DeployFiles', 'DeploySpec',

@@ -8,21 +8,20 @@ tensors and ints), which the safe loader accepts. Everything written here
 holds only tensors and plain Python values, so that stock MMEngine on
 torch >= 2.6 (``weights_only=True`` by default) loads it without the plugin.
 """
-import os
 import os.path as osp
 import pickle
-import uuid
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 import torch
 
+from dmue_mm.utils.fileio import atomic_write
 from .errors import ArchitectureMismatchError, ConversionError
 
 __all__ = [
     'load_foreign', 'strip_prefix', 'shape_str', 'check_state_dict',
-    'to_plain', 'atomic_write', 'save_checkpoint', 'write_text'
+    'to_plain', 'save_checkpoint'
 ]
 
 
@@ -138,40 +137,7 @@ def to_plain(value: Any) -> Any:
     return str(value)
 
 
-def atomic_write(path: str, write: Callable[[str], None]) -> str:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename
-    it to ``path``: a killed process never leaves a truncated file.
-
-    Args:
-        path (str): Destination; parent folders are created.
-        write (callable): Writes the content to the path it is given.
-
-    Returns:
-        str: ``path``.
-    """
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = osp.join(folder, f'.{osp.basename(path)}.{uuid.uuid4().hex[:8]}')
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 def save_checkpoint(checkpoint: Dict[str, Any], path: str) -> str:
     """``torch.save`` ``checkpoint`` (tensors and plain values) atomically
-    (see :func:`atomic_write`); returns ``path``."""
+    (see :func:`dmue_mm.utils.fileio.atomic_write`); returns ``path``."""
     return atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
-
-
-def write_text(text: str, path: str) -> str:
-    """Write ``text`` to ``path`` atomically; returns ``path``."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-
-    return atomic_write(path, write)

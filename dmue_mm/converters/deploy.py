@@ -34,9 +34,9 @@ from mmengine.config import Config
 from mmengine.registry import Registry
 from mmpretrain.registry import DATASETS, METRICS, MODELS, TRANSFORMS
 
+from dmue_mm.utils.fileio import write_text
 from dmue_mm.version import __version__
-from .checkpoint_io import (check_state_dict, save_checkpoint, to_plain,
-                            write_text)
+from .checkpoint_io import check_state_dict, save_checkpoint, to_plain
 from .errors import ConversionError
 from .pruning import bnneck_eps, prune_state_dict
 
@@ -432,7 +432,7 @@ class DeployWriter:
 
     def write_config(self, path: str) -> str:
         """Write the deploy config (a Python config file) to ``path``."""
-        return write_text(_config_text(self.config, self.source), path)
+        return write_text(path, _config_text(self.config, self.source))
 
     def write(self,
               state: Mapping[str, torch.Tensor],

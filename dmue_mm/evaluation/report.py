@@ -1,11 +1,12 @@
 """Text tables and JSON output of the expression metrics."""
-import os
 import os.path as osp
 from typing import Any, Dict, List, Mapping, Sequence
 
 import mmengine
 import numpy as np
 import torch
+
+from dmue_mm.utils.fileio import atomic_write
 
 __all__ = ['format_table', 'format_report', 'to_builtin', 'dump_metrics']
 
@@ -102,9 +103,11 @@ def dump_metrics(metrics: Dict[str, Any], path: str) -> List[str]:
     Returns:
         list[str]: The metric names written.
     """
-    parent = osp.dirname(osp.abspath(path))
-    os.makedirs(parent, exist_ok=True)
     data = to_builtin(metrics)
-    kwargs = dict(indent=2) if path.endswith('.json') else {}
-    mmengine.dump(data, path, **kwargs)
+    suffix = osp.splitext(path)[1].lower().lstrip('.')
+    file_format = dict(yml='yaml', pickle='pkl').get(suffix, suffix)
+    kwargs = dict(indent=2) if file_format == 'json' else {}
+    # written under a temporary name, so the format is given explicitly
+    atomic_write(path, lambda tmp: mmengine.dump(
+        data, tmp, file_format=file_format, **kwargs))
     return list(data)

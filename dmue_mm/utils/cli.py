@@ -18,10 +18,10 @@ from mmengine.config import Config, ConfigDict, DictAction
 from .errors import CLIError, DMUEError
 
 __all__ = [
-    'CLIError', 'cli_entry', 'shutdown_process_group', 'load_config', 'check_cfg_options',
-    'add_common_args', 'parse_with_local_rank', 'set_work_dir',
-    'set_dataloader_defaults', 'disable_idle_persistent_workers',
-    'merge_cfg_options'
+    'CLIError', 'cli_entry', 'shutdown_process_group', 'load_config',
+    'check_cfg_options', 'add_common_args', 'parse_with_local_rank',
+    'set_work_dir', 'set_dataloader_defaults',
+    'disable_idle_persistent_workers', 'merge_cfg_options'
 ]
 
 
@@ -184,7 +184,8 @@ def set_work_dir(cfg: Config, config_path: str,
 def set_dataloader_defaults(cfg: Config,
                             fields: Iterable[str],
                             defaults: Dict[str, Any],
-                            overrides: Optional[Dict[str, Any]] = None) -> None:
+                            overrides: Optional[Dict[str, Any]] = None
+                            ) -> None:
     """Fill dataloader settings under ``fields`` as MMPretrain's tools do.
 
     Args:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dmue_mm.alignment import ImageReadError, load_rgb, write_atomic
+from dmue_mm.alignment import ImageReadError, load_rgb
+from dmue_mm.utils.fileio import write_bytes
 
 
 def _gradient(h=20, w=30):
@@ -87,7 +88,7 @@ class TestWriteAtomic:
 
     def test_write_and_no_leftovers(self, tmp_path):
         path = tmp_path / 'a' / 'b.bin'
-        write_atomic(str(path), b'123')
-        write_atomic(str(path), b'4567')
+        write_bytes(str(path), b'123')
+        write_bytes(str(path), b'4567')
         assert path.read_bytes() == b'4567'
         assert os.listdir(tmp_path / 'a') == ['b.bin']

@@ -93,3 +93,19 @@ class TestReportAndJson:
         }, str(path))
         data = json.loads(path.read_text())
         assert data == {'x/cm': CM.tolist(), 'x/top1': 50.0, 'x/c': CLASSES}
+
+
+def test_dump_metrics_formats_from_suffix(tmp_path):
+    """YAML and pickle as well as JSON, each readable in its format and
+    written without temporary leftovers."""
+    import mmengine
+    metrics = {'top1': np.float64(87.5), 'cm': np.eye(2, dtype=np.int64)}
+    for name in ('m.yaml', 'm.yml', 'm.pkl'):
+        dump_metrics(metrics, str(tmp_path / name))
+        assert mmengine.load(str(tmp_path / name)) == {
+            'top1': 87.5,
+            'cm': [[1, 0], [0, 1]]
+        }
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'm.pkl', 'm.yaml', 'm.yml'
+    ]

@@ -497,8 +497,8 @@ def _check_args(num_classes: int, in_channels: int, temperature: float,
         if not value > 0:
             raise ValueError(f'model.head.{name} must be positive, got '
                              f'{value}')
-    for name, value in (('soft_weight', soft_weight), ('sp_weight',
-                                                      sp_weight)):
+    for name, value in (('soft_weight', soft_weight),
+                        ('sp_weight', sp_weight)):
         if value < 0:
             raise ValueError(f'model.head.{name} must be >= 0, got {value}')
     if not 0 <= dropout < 1:

@@ -98,6 +98,7 @@ class BackboneAdapter:
     #: Config of the stock MMPretrain neck of the deploy model (None: the
     #: backbone output is already a (B, D) vector).
     deploy_neck: Optional[dict] = GAP_NECK
+
     def __init__(self, backbone: nn.Module):
         self.backbone = backbone
         self.check()
