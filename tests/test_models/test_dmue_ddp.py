@@ -30,6 +30,8 @@ def build_model():
 def run_worker(folder: str) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
+
+    from dmue_mm.utils.cli import shutdown_process_group
     torch.set_num_threads(1)
     dist.init_process_group('gloo')
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -46,7 +48,7 @@ def run_worker(folder: str) -> None:
             losses={k: v.item() for k, v in losses.items()},
             grads={n: p.grad for n, p in model.named_parameters()}),
         osp.join(folder, f'rank{rank}.pth'))
-    dist.destroy_process_group()
+    shutdown_process_group()  # barrier first: see its docstring
 
 
 class TestGlobalStatsDDP:
