@@ -7,8 +7,6 @@ alignment (:func:`dmue_mm.alignment.align_face`) and a progress bar.
 """
 import csv
 import io
-import json
-import os
 import os.path as osp
 from contextlib import redirect_stdout
 from dataclasses import asdict, dataclass, field
@@ -17,6 +15,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 import numpy as np
 
 from dmue_mm.utils.errors import DataError
+from dmue_mm.utils.fileio import atomic_write, write_json
 
 __all__ = [
     'Prediction', 'ExpressionInferencer', 'collect_images',
@@ -246,17 +245,17 @@ def write_predictions(predictions: Sequence[Prediction],
     suffix = osp.splitext(path)[1].lower()
     if suffix not in ('.json', '.csv'):
         raise DataError(f'--out {path!r}: use a .json or .csv file')
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    with open(path, 'w', newline='', encoding='utf-8') as f:
-        if suffix == '.json':
-            json.dump([p.to_dict() for p in predictions], f, indent=2)
-            return path
-        writer = csv.writer(f)
-        writer.writerow(['image', 'pred_label', 'pred_class', 'pred_score'] +
-                        list(classes) + ['error'])
-        for p in predictions:
-            writer.writerow(
-                [p.image, p.pred_label, p.pred_class, p.pred_score] +
-                [p.scores.get(c, '') for c in classes] + [p.error or ''])
-    return path
+    if suffix == '.json':
+        return write_json(path, [p.to_dict() for p in predictions])
+
+    def write_csv(tmp: str) -> None:
+        with open(tmp, 'w', newline='', encoding='utf-8') as f:
+            writer = csv.writer(f)
+            writer.writerow(['image', 'pred_label', 'pred_class', 'pred_score']
+                            + list(classes) + ['error'])
+            for p in predictions:
+                writer.writerow(
+                    [p.image, p.pred_label, p.pred_class, p.pred_score] +
+                    [p.scores.get(c, '') for c in classes] + [p.error or ''])
+
+    return atomic_write(path, write_csv)

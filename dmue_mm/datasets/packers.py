@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dmue_mm.utils.errors import DataError
+from dmue_mm.utils.fileio import write_text
 from .fer_benchmarks import (AFFECTNET8_CLASSES, FERPLUS_CLASSES,
                              FERPLUS_OTHER_VOTES, RAFDB_CLASSES)
 from .label_files import read_label_lines
@@ -192,9 +193,8 @@ def pack_layout(layout: Layout,
             written += 1
             bar.set_postfix(unreadable=len(unreadable), refresh=False)
         meta = writer.close()
-    os.makedirs(osp.dirname(osp.abspath(report_path)), exist_ok=True)
-    with open(report_path, 'w', encoding='utf-8') as f:
-        f.writelines(f'{source}\t{reason}\n' for source, reason in unreadable)
+    lines = (f'{source}\t{reason}\n' for source, reason in unreadable)
+    write_text(report_path, ''.join(lines))
     return PackSummary(
         out_path=out_path,
         report_path=report_path,
