@@ -14,6 +14,9 @@ from typing import Dict, Optional, Sequence
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+#: test-only modules, importable here and in tool subprocesses
+HELPERS = osp.join(ROOT, 'tests', 'helpers')
+sys.path.insert(0, HELPERS)
 TOOLS = osp.join(ROOT, 'tools')
 CONFIGS = osp.join(ROOT, 'configs')
 BASELINE_CFG = osp.join(CONFIGS, 'baseline', 'res18_ce_generated.py')
@@ -25,8 +28,7 @@ def tool_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     per process unless set."""
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
-        p for p in (ROOT, osp.join(ROOT, 'tests', 'helpers'),
-                    env.get('PYTHONPATH')) if p)
+        p for p in (ROOT, HELPERS, env.get('PYTHONPATH')) if p)
     env.setdefault('PYTHONWARNINGS', 'ignore')
     env['PYTHON'] = sys.executable
     env.update(extra or {})

@@ -1,4 +1,5 @@
-"""Shared helpers of the DMUE model tests (tiny models, samples, threads)."""
+"""Helpers shared by the model, engine, converter, hook and API tests (tiny
+models, quiet init, samples, one torch thread)."""
 import copy
 import logging
 from typing import Sequence

@@ -1,2 +1,2 @@
 """Fixtures of the inference API tests."""
-from test_converters.deploy_helpers import one_thread  # noqa: F401
+from dmue_testing import one_thread  # noqa: F401

@@ -1,2 +1,2 @@
 """Fixtures of the converter tests."""
-from test_converters.deploy_helpers import one_thread  # noqa: F401
+from dmue_testing import one_thread  # noqa: F401

@@ -1,38 +1,17 @@
 """Small DMUE models and deploy-file loaders shared by the deploy tests."""
 import copy
 import importlib.util
-import logging
 import os.path as osp
 
-import pytest
 import torch
 import torch.nn as nn
 from conftest import CLASSES, CONFIGS
+from dmue_testing import TINY_RESNET, quiet_init  # noqa: F401  re-exported
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS
 
 import dmue_mm  # noqa: F401  registers the plugin
 from dmue_mm.converters import DeploySpec, DeployWriter
-
-
-@pytest.fixture(scope='package', autouse=True)
-def one_thread():
-    """One torch thread (import it into a test package's conftest): the
-    machine is shared, and oversubscribed OpenMP threads spin; restores the
-    previous setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-TINY_RESNET = dict(
-    type='ResNet',
-    depth=18,
-    base_channels=8,
-    stem_channels=8,
-    out_indices=(3, ))
 
 
 def dmue_cfg(backbone: dict,
@@ -42,17 +21,6 @@ def dmue_cfg(backbone: dict,
         type='DMUEClassifier',
         backbone=copy.deepcopy(backbone),
         head=dict(type='DMUEHead', num_classes=num_classes, bnneck=bnneck))
-
-
-def quiet_init(model: nn.Module) -> None:
-    """``init_weights`` without MMEngine's per-parameter report."""
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
 
 
 def trained_like(cfg: dict, seed: int = 0) -> nn.Module:

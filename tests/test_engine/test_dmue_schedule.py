@@ -1,19 +1,16 @@
 """DMUE optimiser groups and the per-epoch lr table (spec §3.4, §4)."""
 import os.path as osp
-import sys
 
 import pytest
 import torch
+from conftest import ROOT
+from dmue_testing import one_thread, tiny_dmue  # noqa: F401
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import PARAM_SCHEDULERS
 
 import dmue_mm  # noqa: F401
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tests', 'test_models'))
-from dmue_testing import one_thread, tiny_dmue  # noqa: E402,F401
 
 SCHEDULE = osp.join(ROOT, 'configs', '_base_', 'schedules',
                     'dmue_adam_36e.py')

@@ -8,8 +8,9 @@ from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.runner.checkpoint import save_checkpoint
 
-from test_converters.deploy_helpers import (  # noqa: F401
-    TINY_RESNET, deploy_model, dmue_cfg, load_tool, one_thread, trained_like)
+from dmue_testing import one_thread  # noqa: F401
+from test_converters.deploy_helpers import (TINY_RESNET, deploy_model,
+                                            dmue_cfg, load_tool, trained_like)
 from test_converters.original_format import (OriginalModel, msceleb, snapshot)
 
 CONVERT = osp.join(TOOLS, 'convert.py')

@@ -7,8 +7,8 @@ import os.path as osp
 import pytest
 from conftest import CLASSES, TOOLS, run_tool
 
-from test_converters.deploy_helpers import (  # noqa: F401
-    folder_deploy, load_tool, one_thread)
+from dmue_testing import one_thread  # noqa: F401
+from test_converters.deploy_helpers import folder_deploy, load_tool
 
 INFER = osp.join(TOOLS, 'infer.py')
 
