@@ -770,14 +770,6 @@ def _cell(stat: Optional[list], digits: int) -> str:
     return f'{stat[0]:.{digits}f} ± {stat[1]:.{digits}f}'
 
 
-def _markdown(header: List[str], rows: List[List[str]]) -> str:
-    lines = [
-        '| ' + ' | '.join(header) + ' |',
-        '|' + '|'.join('---' for _ in header) + '|'
-    ]
-    return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in rows])
-
-
 def _paired_cell(stat: list, digits: int) -> str:
     mean, std, better, n = stat
     return f'{mean:+.{digits}f} ± {std:.{digits}f} ({better}/{n})'
@@ -787,6 +779,7 @@ def format_tables(summary: dict, paired: dict, settings: Sequence[Setting],
                   methods: Sequence[str]) -> str:
     """The main table (every method), the paired differences to CE and
     DMUE's diagnostics, markdown."""
+    from dmue_mm.evaluation.report import format_markdown_table
     rows = []
     for setting in settings:
         for method in methods:
@@ -797,8 +790,9 @@ def format_tables(summary: dict, paired: dict, settings: Sequence[Setting],
                 _cell(stats.get(key), digits)
                 for key, _, digits in TABLE_METRICS
             ])
-    main = _markdown(['setting', 'method'] +
-                     [title for _, title, _ in TABLE_METRICS], rows)
+    main = format_markdown_table(
+        ['setting', 'method'] + [title for _, title, _ in TABLE_METRICS],
+        rows)
     rows = [[setting.name, METHOD_NAMES[method]] + [
         _paired_cell(paired[setting.name][method][key], digits)
         for key, _, digits, _ in PAIRED_METRICS
@@ -808,15 +802,17 @@ def format_tables(summary: dict, paired: dict, settings: Sequence[Setting],
         main += ('\n\nPaired differences to CE on the same data and init, '
                  'mean ± std over seeds (seeds in which the method was '
                  'better):\n\n' +
-                 _markdown(['setting', 'method'] +
-                           [title for _, title, _, _ in PAIRED_METRICS], rows))
+                 format_markdown_table(['setting', 'method'] + [
+                     title for _, title, _, _ in PAIRED_METRICS
+                 ], rows))
     if 'dmue' not in methods:
         return main
     rows = [[setting.name] + [
         _cell(summary[setting.name]['dmue'].get(key), digits)
         for key, _, digits in DMUE_METRICS
     ] for setting in settings if 'dmue' in summary.get(setting.name, {})]
-    extra = _markdown(['setting'] + [t for _, t, _ in DMUE_METRICS], rows)
+    extra = format_markdown_table(
+        ['setting'] + [t for _, t, _ in DMUE_METRICS], rows)
     return main + '\n\nDMUE diagnostics (training images):\n\n' + extra
 
 
@@ -1052,9 +1048,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     tables = format_tables(summary, paired, settings, methods)
     header = _header(recipe, seeds, floor, calibration)
     print(header + '\n\n' + tables)
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(osp.join(args.out_dir, 'results.md'), 'w') as f:
-        f.write(header + '\n\n' + tables + '\n')
+    from dmue_mm.utils.fileio import write_json, write_text
+    write_text(osp.join(args.out_dir, 'results.md'),
+               header + '\n\n' + tables + '\n')
     plots = plot_results(summary, runs, settings, methods, args.out_dir)
     result = dict(
         recipe=asdict(recipe),
@@ -1081,7 +1077,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             for k, v in r.items() if k != 'signals'
         } for r in runs])
     path = osp.join(args.out_dir, 'noisy_labels.json')
-    from dmue_mm.utils.fileio import write_json
     write_json(path, result, indent=1)
     print(f'wall time {wall:.0f} s; wrote {path}, results.md, ' +
           ', '.join(osp.basename(p) for p in plots))

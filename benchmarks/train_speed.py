@@ -403,10 +403,8 @@ def print_table(result: dict) -> None:
                 f'{row["memory_ratio"][kind]:.3f}' if mem else '-'
             ]
         rows.append(cells)
-    print('| ' + ' | '.join(header) + ' |')
-    print('|' + '---|' * len(header))
-    for cells in rows:
-        print('| ' + ' | '.join(cells) + ' |')
+    from dmue_mm.evaluation.report import format_markdown_table
+    print(format_markdown_table(header, rows))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -8,7 +8,10 @@ import torch
 
 from dmue_mm.utils.fileio import atomic_write
 
-__all__ = ['format_table', 'format_report', 'to_builtin', 'dump_metrics']
+__all__ = [
+    'format_table', 'format_markdown_table', 'format_report', 'to_builtin',
+    'dump_metrics'
+]
 
 #: summary entries of :func:`format_report`: (key, label, format)
 SUMMARY_ITEMS = (
@@ -41,6 +44,13 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         lines.append('  '.join(cells))
     lines.insert(1, '-' * len(lines[0]))
     return '\n'.join(lines)
+
+
+def format_markdown_table(header: Sequence[str],
+                          rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of string cells (the benchmarks' README tables)."""
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in rows])
 
 
 def format_report(report: Mapping[str, Any], classes: Sequence[str]) -> str:

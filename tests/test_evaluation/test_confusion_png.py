@@ -109,3 +109,9 @@ def test_dump_metrics_formats_from_suffix(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         'm.pkl', 'm.yaml', 'm.yml'
     ]
+
+
+def test_markdown_table():
+    from dmue_mm.evaluation.report import format_markdown_table
+    assert format_markdown_table(['a', 'b'], [['1', '2'], ['3', '4']]) == (
+        '| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |')
