@@ -961,8 +961,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--settings',
                         nargs='+',
                         default=None,
-                        help='subset of: ' +
-                        ', '.join(repr(s.name) for s in SETTINGS))
+                        help='subset of: ' +  # argparse formats with %
+                        ', '.join(repr(s.name)
+                                  for s in SETTINGS).replace('%', '%%'))
     parser.add_argument('--sp-weight',
                         type=float,
                         default=None,

@@ -186,3 +186,12 @@ class TestSmallHelpers:
         # entropy of (0.5, 0.5) is log 2
         recipe = nl.Recipe(lam_range=(0.5, 0.5))
         assert nl._soft_nll_floor(recipe, 3) == pytest.approx(np.log(2))
+
+
+def test_help_lists_the_settings(capsys):
+    """``--help`` prints the setting names (they contain '%', which argparse
+    would read as a format directive)."""
+    with pytest.raises(SystemExit) as exit_info:
+        nl.parse_args(['--help'])
+    assert exit_info.value.code == 0
+    assert "'noise 30%'" in capsys.readouterr().out
