@@ -3,6 +3,7 @@
 Every test that starts processes goes through :func:`run_tool`, which kills
 the whole process group when the timeout expires, so a hang fails fast.
 """
+import importlib.util
 import os
 import os.path as osp
 import signal
@@ -80,6 +81,15 @@ def run_tool(args: Sequence[str],
         pytest.fail(f'{" ".join(args)} exited with {proc.returncode}\n'
                     f'stdout:\n{stdout[-5000:]}\nstderr:\n{stderr[-5000:]}')
     return result
+
+
+def load_script(path: str, name: str):
+    """Import a script (``tools/*.py``, ``benchmarks/*.py``: not packages)
+    as a module named ``name``, to call its functions in-process."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:

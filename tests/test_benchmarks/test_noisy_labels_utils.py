@@ -1,17 +1,14 @@
 """Helpers of ``benchmarks/noisy_labels.py``: label noise, class pairing,
 blending, AUROC and the table statistics, against hand-computed values."""
-import importlib.util
 import os.path as osp
 
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, load_script
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location(
-    'noisy_labels', osp.join(ROOT, 'benchmarks', 'noisy_labels.py'))
-nl = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(nl)
+nl = load_script(osp.join(ROOT, 'benchmarks', 'noisy_labels.py'),
+                 'noisy_labels')
 
 
 class TestSymmetricNoise:

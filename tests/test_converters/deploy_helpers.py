@@ -1,6 +1,5 @@
 """Small DMUE models and deploy-file loaders shared by the deploy tests."""
 import copy
-import importlib.util
 import os.path as osp
 
 import torch
@@ -78,12 +77,3 @@ def lmdb_data_cfg(data_preprocessor: dict, pipeline: list, evaluator) -> dict:
                 split='test',
                 pipeline=pipeline)),
         test_evaluator=evaluator)
-
-
-def load_tool(path: str, name: str):
-    """Import a script under ``tools/`` as a module (to call its ``main``
-    in-process)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -3,14 +3,14 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import CONFIGS, TOOLS, run_tool
+from conftest import CONFIGS, TOOLS, load_script, run_tool
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.runner.checkpoint import save_checkpoint
 
 from dmue_testing import one_thread  # noqa: F401
 from test_converters.deploy_helpers import (TINY_RESNET, deploy_model,
-                                            dmue_cfg, load_tool, trained_like)
+                                            dmue_cfg, trained_like)
 from test_converters.original_format import (OriginalModel, msceleb, snapshot)
 
 CONVERT = osp.join(TOOLS, 'convert.py')
@@ -19,7 +19,7 @@ K = 2
 
 @pytest.fixture(scope='module')
 def tool():
-    return load_tool(CONVERT, 'dmue_convert_tool')
+    return load_script(CONVERT, 'dmue_convert_tool')
 
 
 def call(tool, argv, capsys):

@@ -2,19 +2,15 @@
 import json
 import os.path as osp
 import re
-import sys
 
 import numpy as np
 
-from conftest import TOOLS, run_tool
+from conftest import TOOLS, load_script, run_tool
 
 
 def test_pack_digits_proxy(tmp_path):
-    sys.path.insert(0, TOOLS)
-    try:
-        from demo import pack_digits_proxy
-    finally:
-        sys.path.remove(TOOLS)
+    pack_digits_proxy = load_script(osp.join(TOOLS, 'demo.py'),
+                                    'demo').pack_digits_proxy
     from dmue_mm.datasets.lmdb_io import (LMDBReader, decode_image,
                                           image_key, read_lmdb_metadata)
     path = str(tmp_path / 'digits.lmdb')

@@ -5,10 +5,10 @@ import glob
 import os.path as osp
 
 import pytest
-from conftest import CLASSES, TOOLS, run_tool
+from conftest import CLASSES, TOOLS, load_script, run_tool
 
 from dmue_testing import one_thread  # noqa: F401
-from test_converters.deploy_helpers import folder_deploy, load_tool
+from test_converters.deploy_helpers import folder_deploy
 
 INFER = osp.join(TOOLS, 'infer.py')
 
@@ -20,7 +20,7 @@ def deploy_files(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def tool():
-    return load_tool(INFER, 'dmue_infer_tool')
+    return load_script(INFER, 'dmue_infer_tool')
 
 
 class TestInferTool:

@@ -1,6 +1,5 @@
 """tools/pack_lmdb.py end to end: one-line errors, and a pack killed with
 SIGKILL that --resume completes to the same LMDB as an uninterrupted one."""
-import importlib.util
 import os.path as osp
 import signal
 import sys
@@ -8,7 +7,7 @@ import textwrap
 
 import pytest
 
-from conftest import TOOLS, run_tool
+from conftest import TOOLS, load_script, run_tool
 from dmue_mm.datasets.packers import pack_layout, rafdb_layout
 from test_datasets.fakes import lmdb_entries, make_rafdb
 
@@ -36,9 +35,7 @@ KILL_AFTER_10 = textwrap.dedent("""
 class TestPackTool:
 
     def test_bad_input_is_one_line(self, tmp_path, monkeypatch, capsys):
-        spec = importlib.util.spec_from_file_location('pack_lmdb', PACK)
-        tool = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(tool)
+        tool = load_script(PACK, 'pack_lmdb')
         for argv, message in [
             (['rafdb', str(tmp_path), '-o',
               'x'], "error: RAF-DB label file '"),

@@ -1,6 +1,5 @@
 """tools/test.py on the cross-entropy baseline (issue 7, evaluation part):
 expression metrics, confusion-matrix PNG, JSON/pickle outputs and flip TTA."""
-import importlib.util
 import json
 import os.path as osp
 import pickle
@@ -11,7 +10,7 @@ import torch
 from PIL import Image
 
 from conftest import (BASELINE_CFG, CLASSES, TOOLS, data_root_options,
-                      run_tool)
+                      load_script, run_tool)
 
 TRAIN = osp.join(TOOLS, 'train.py')
 TEST = osp.join(TOOLS, 'test.py')
@@ -20,10 +19,7 @@ NUM_VAL = 4 * len(CLASSES)  # the image_folder fixture: 4 val images a class
 
 def load_test_tool():
     """Import tools/test.py as a module (it is not a package)."""
-    spec = importlib.util.spec_from_file_location('dmue_test_tool', TEST)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(TEST, 'dmue_test_tool')
 
 
 @pytest.fixture(scope='module')
