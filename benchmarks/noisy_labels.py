@@ -452,8 +452,9 @@ def model_cfg(method: str, recipe: Recipe, sp_weight: float) -> dict:
                     backbone=backbone,
                     head=dict(type='DMUEHead',
                               num_classes=NUM_CLASSES,
-                              sp_weight=sp_weight,
-                              ramp_a=recipe.ramp_a),
+                              loss=dict(type='DMUELoss',
+                                        sp_weight=sp_weight,
+                                        ramp_a=recipe.ramp_a)),
                     data_preprocessor=preprocessor)
     losses = dict(ce=dict(type='CrossEntropyLoss'),
                   ls=dict(type='LabelSmoothLoss',
@@ -586,18 +587,9 @@ def predict_proba(model, images: np.ndarray, chunk: int = 512) -> np.ndarray:
 def latent_argmax(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Peak class of each image's latent distribution (auxiliary branch of
     its given label, eval mode, as in training without dropout)."""
-    from dmue_mm.models.losses import latent_distribution
     model.eval()
-    x, head = _normalise(images), model.head
-    peak = np.empty(len(labels), dtype=np.int64)
-    for c in np.unique(labels):
-        rows = np.flatnonzero(labels == c)
-        stage_input = model.adapter.forward_trunk(x[rows])
-        feats = model.adapter.forward_stage(head.branches[c], stage_input)
-        logits = head.aux_fcs[c](head.pre_logits(feats))
-        peak[rows] = latent_distribution(logits, int(c),
-                                         head.temperature).argmax(1).numpy()
-    return peak
+    terms = model.compute_terms(_normalise(images), torch.from_numpy(labels))
+    return terms.soft_targets.argmax(1).numpy()
 
 
 # ----------------------------------------------------------------------------

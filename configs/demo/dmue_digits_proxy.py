@@ -48,8 +48,7 @@ model = dict(
         num_classes=num_classes,
         # 128-d features: gamma * L_sp is about 0.1 at the start (the rule of
         # docs/head.md for small models), not the ResNet-18/224 value 1000
-        sp_weight=10.0,
-        ramp_a=epochs // 5),
+        loss=dict(type='DMUELoss', sp_weight=10.0, ramp_a=epochs // 5)),
     data_preprocessor=data_preprocessor,
 )
 

@@ -5,4 +5,5 @@ _base_ = [
     '../_base_/schedules/dmue_adam_36e.py',
     '../_base_/dmue_runtime.py',
 ]
-model = dict(head=dict(num_classes={{_base_.num_classes}}, ramp_a=6))
+model = dict(head=dict(num_classes={{_base_.num_classes}},
+                       loss=dict(ramp_a=6)))

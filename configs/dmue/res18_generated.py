@@ -21,7 +21,8 @@ model = dict(
         stem_channels=64,
         out_indices=(3, )),
     # 512-d features of tiny images: keep gamma * L_sp near 0.1 at the start
-    head=dict(num_classes=num_classes, ramp_a=1, sp_weight=100.0),
+    head=dict(
+        num_classes=num_classes, loss=dict(ramp_a=1, sp_weight=100.0)),
 )
 train_cfg = dict(max_epochs=2)
 auto_scale_lr = dict(base_batch_size=8)

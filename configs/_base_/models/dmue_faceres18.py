@@ -8,10 +8,13 @@ model = dict(
     head=dict(
         type='DMUEHead',
         num_classes=8,
-        soft_weight=0.5,  # w
-        temperature=1.2,  # T
-        sp_weight=1000.0,  # gamma
-        ramp_a=6,  # alpha: AffectNet 6, RAF-DB 10, FERPlus 10/12/14
+        loss=dict(
+            type='DMUELoss',
+            soft_weight=0.5,  # w
+            sp_weight=1000.0,  # gamma
+            temperature=1.2,  # T
+            ramp_a=6,  # alpha: AffectNet 6, RAF-DB 10, FERPlus 10/12/14
+        ),
         dropout=0.5,
         bnneck=True,
         global_stats=False,  # True: pairwise statistics over all DDP ranks

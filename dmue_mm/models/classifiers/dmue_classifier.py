@@ -7,6 +7,7 @@ from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from ..heads import DMUETerms
 from ..utils import BackboneAdapter, build_adapter
 
 __all__ = ['DMUEClassifier']
@@ -94,8 +95,39 @@ class DMUEClassifier(ImageClassifier):
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> dict:
-        """DMUE losses; see :meth:`DMUEHead.loss`."""
-        stage_input = self.adapter.forward_trunk(inputs)
-        feats = self.adapter.forward_stage(self.adapter.target_stage,
-                                           stage_input)
-        return self.head.loss(stage_input, feats, data_samples)
+        """DMUE losses: the trunk output goes to the head, which runs every
+        branch (see :meth:`DMUEHead.loss`).
+
+        Args:
+            inputs (Tensor): Images (B, C, H, W).
+            data_samples (List[DataSample]): With hard ``gt_label``.
+
+        Returns:
+            dict: The weighted ``loss_*`` terms and logged values.
+        """
+        return self.head.loss(self.adapter.forward_trunk(inputs),
+                              data_samples)
+
+    def compute_terms(self, inputs: torch.Tensor,
+                      labels: torch.Tensor) -> DMUETerms:
+        """Every DMUE quantity of a batch, for inspecting the method.
+
+        Runs in the module's current mode (``train()``: batch statistics
+        and dropout, as a training step; ``eval()``: running statistics, no
+        dropout) and needs no runner; wrap it in ``torch.no_grad()`` unless
+        you want gradients. Ramp weights are not applied.
+
+        Args:
+            inputs (Tensor): Preprocessed images (B, C, H, W).
+            labels (Tensor): Hard labels (B,).
+
+        Returns:
+            DMUETerms: ``target_logits`` (B, K), ``uncertainty`` (B,),
+            ``soft_targets`` (B, K), ``aux_logits`` (K tensors, branch
+            ``c``'s logits on the rows with label != c in batch order,
+            (n_c, K-1)) and the unweighted scalar terms ``wce``, ``soft``,
+            ``sp``, ``aux``.
+        """
+        labels = torch.as_tensor(labels, device=inputs.device).long()
+        return self.head.compute_terms(self.adapter.forward_trunk(inputs),
+                                       labels)

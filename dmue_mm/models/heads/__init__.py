@@ -1,8 +1,10 @@
-from .dmue_head import DMUEHead, current_epoch
+from .batch_gather import BatchGather
+from .class_layout import ClassLayout
+from .dmue_head import (BranchOutputs, DMUEHead, DMUETerms,
+                        class_similarity_features)
 from .mv_softmax_head import MVSoftmaxClsHead
-from .pairwise_uncertainty import class_similarity_features
 
 __all__ = [
-    'DMUEHead', 'current_epoch', 'class_similarity_features',
-    'MVSoftmaxClsHead'
+    'BatchGather', 'BranchOutputs', 'ClassLayout', 'DMUEHead', 'DMUETerms',
+    'MVSoftmaxClsHead', 'class_similarity_features'
 ]

@@ -1,56 +1,123 @@
-"""The DMUE multi-branch head (spec §1.2, §2, §3).
+"""The DMUE multi-branch head.
 
 The backbone's own last stage is the *target* branch; this head owns the
-``K`` *auxiliary* branches (copies of that last stage, see
-:mod:`dmue_mm.models.utils.adapters`), the BN-neck shared by every branch,
-the bias-free classifiers and the uncertainty MLP, and computes the four
-loss terms.
+``K`` *auxiliary* branches (copies of that last stage, made by the backbone
+adapter of :mod:`dmue_mm.models.utils.adapters`), the BN-neck shared by
+every branch, the bias-free classifiers and the uncertainty MLP. Its loss
+module, :class:`~dmue_mm.models.losses.DMUELoss`, computes the four terms.
+
+One training step (``docs/head.md`` lists it call by call): the classifier
+runs the trunk and hands its output to :meth:`DMUEHead.loss`, which runs
+every branch in the original's order (:meth:`DMUEHead.forward_branches`)
+and gives the outputs to the loss module.
 """
-from functools import partial
+from dataclasses import dataclass
 from itertools import chain
-from typing import (Callable, Dict, Iterator, List, NamedTuple, Optional,
-                    Sequence, Tuple, Union)
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.logging import MessageHub
-from mmengine.model import BaseModule
+from mmpretrain.models.heads import ClsHead
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..losses import (latent_distribution, ramp_down, ramp_up,
-                      soft_loss_sum, sp_loss_sum)
-from ..utils import (BackboneAdapter, BatchGather, ClassLayout, LossPiece,
-                     StageInput, early_backward)
-from .pairwise_uncertainty import class_similarity_features
+from ..utils import BackboneAdapter, StageInput
+from .batch_gather import BatchGather
+from .class_layout import ClassLayout
 
-__all__ = ['DMUEHead', 'current_epoch']
+__all__ = [
+    'DMUEHead', 'BranchOutputs', 'DMUETerms', 'class_similarity_features'
+]
+
+#: keys that moved from the head into its loss config
+_LOSS_KEYS = ('soft_weight', 'sp_weight', 'temperature', 'ramp_a')
 
 
-def current_epoch() -> int:
-    """The 0-based epoch of the running training loop.
+@dataclass
+class BranchOutputs:
+    """What the branches produce for the loss (batch order throughout).
 
-    Read from MMEngine's message hub (``RuntimeInfoHook`` stores it before
-    each training epoch); 0 outside a runner.
+    Attributes:
+        target_logits (Tensor): ``z`` (B, K).
+        uncertainty (Tensor): The score ``sigma`` (B,).
+        soft_targets (Tensor): Latent distributions ``L`` (B, K), detached.
+        aux_logits (List[Tensor]): ``A_c`` (n_c, K-1) of every branch ``c``
+            on the rows with label != c.
+        neck_feats (Tensor): ``h``, BN-neck output of the target (B, D).
     """
-    epoch = MessageHub.get_current_instance().get_info('epoch')
-    return 0 if epoch is None else int(epoch)
+    target_logits: torch.Tensor
+    uncertainty: torch.Tensor
+    soft_targets: torch.Tensor
+    aux_logits: List[torch.Tensor]
+    neck_feats: torch.Tensor
 
 
-class _AuxBatch(NamedTuple):
-    """What every auxiliary branch reads of one batch."""
-    branch_input: StageInput  # class-sorted trunk output (ClassLayout)
-    layout: ClassLayout
-    labels: torch.Tensor
-    rank_layouts: List[ClassLayout]  # every rank's (global_stats)
-    offsets: List[int]  # row offset of every rank in the global batch
-    gather: BatchGather
-    run_branch: Callable
+@dataclass
+class DMUETerms:
+    """The DMUE quantities of one batch
+    (:meth:`~dmue_mm.models.classifiers.DMUEClassifier.compute_terms`).
+
+    Attributes:
+        target_logits (Tensor): ``z`` (B, K).
+        uncertainty (Tensor): ``sigma`` (B,).
+        soft_targets (Tensor): ``L`` (B, K).
+        aux_logits (List[Tensor]): Branch ``c``'s logits on the rows with
+            label != c, in batch order, (n_c, K-1).
+        wce, soft, sp, aux (Tensor): The unweighted scalar terms.
+    """
+    target_logits: torch.Tensor
+    uncertainty: torch.Tensor
+    soft_targets: torch.Tensor
+    aux_logits: List[torch.Tensor]
+    wce: torch.Tensor
+    soft: torch.Tensor
+    sp: torch.Tensor
+    aux: torch.Tensor
+
+
+def class_similarity_features(feats: torch.Tensor,
+                              all_feats: torch.Tensor,
+                              all_labels: torch.Tensor,
+                              num_classes: int,
+                              eps: float = 1e-12) -> torch.Tensor:
+    """Min-max scaled class-mean cosine similarities, the input of the
+    uncertainty MLP.
+
+    ``m_i[c]`` is the mean cosine similarity between sample ``i`` and the
+    samples of class ``c`` (its own column included, so the self-similarity
+    1 enters the mean of its own class); each row is then min-max scaled
+    over the classes. On a batch where every class is present and the means
+    differ that is the released formula exactly (the cosine uses
+    ``F.normalize``'s 1e-12 floor). Degenerate batches get finite values: a
+    class absent from the batch takes the row minimum (scaled value 0), and
+    a row whose class means are all equal scales to 0.
+
+    Args:
+        feats (Tensor): Target features ``f`` of the rows (B, D), before
+            dropout and the BN-neck.
+        all_feats (Tensor): Features of every sample of the (global) batch
+            (N, D); ``feats`` itself when not gathering.
+        all_labels (Tensor): Labels of the (global) batch (N,).
+        num_classes (int): ``K``.
+        eps (float): Floor of the min-max range.
+
+    Returns:
+        Tensor: (B, K) scaled similarities in [0, 1].
+    """
+    cos = F.normalize(feats, dim=1) @ F.normalize(all_feats, dim=1).t()
+    onehot = F.one_hot(all_labels, num_classes).to(cos.dtype)
+    counts = onehot.sum(dim=0)
+    means = (cos @ onehot) / counts.clamp(min=1)
+    absent = (counts == 0).unsqueeze(0)
+    low = means.masked_fill(absent, float('inf')).amin(dim=1, keepdim=True)
+    high = means.masked_fill(absent, float('-inf')).amax(dim=1, keepdim=True)
+    scaled = (means - low) / (high - low).clamp(min=eps)
+    return scaled.masked_fill(absent, 0.0)
 
 
 @MODELS.register_module()
-class DMUEHead(BaseModule):
+class DMUEHead(ClsHead):
     """Latent distribution mining + pairwise uncertainty estimation head.
 
     Parts (their parameter names are documented in ``docs/head.md``):
@@ -64,23 +131,23 @@ class DMUEHead(BaseModule):
     * ``uncertainty_mlp``: ``Linear(2K, K) -> PReLU -> Linear(K, 1)``,
       followed by a sigmoid.
 
+    Inference (:meth:`pre_logits`, :meth:`forward`, :meth:`predict`) reads
+    the target feature ``f`` only, as any MMPretrain head; training
+    (:meth:`loss`) reads the trunk output, which every branch needs.
+
     Args:
         num_classes (int): ``K`` (at least 2).
         in_channels (int): Feature width ``D``; the classifier fills it from
             the backbone adapter.
-        soft_weight (float): ``w``, weight of the soft loss. Defaults to 0.5.
-        temperature (float): ``T`` of the latent distributions.
-            Defaults to 1.2.
-        sp_weight (float): ``gamma``, weight of the similarity-preserving
-            loss. Defaults to 1000 (tuned for 512-d ResNet-18 features at
-            224x224; for small models keep ``sp_weight * L_sp`` near 0.1 at
-            the start).
-        ramp_a (float): ``alpha`` of the ramps. Defaults to 6 (AffectNet).
-        dropout (float): Dropout before the BN-neck. Defaults to 0.5.
+        loss (dict): The loss module. Defaults to
+            ``dict(type='DMUELoss')`` (its keys: ``soft_weight``,
+            ``sp_weight``, ``temperature``, ``ramp_a``).
+        dropout (float): Dropout before the BN-neck on the auxiliary and
+            target paths. Defaults to 0.5.
         bnneck (bool): Use the shared BN-neck. Defaults to True.
-        global_stats (bool): Under DDP, compute the class-mean similarities
-            and the Gram matrices over the global batch. Defaults to False
-            (per-rank statistics, as the original).
+        global_stats (bool): Under DDP, compute the class-mean similarities,
+            the Gram matrices and every mean over the global batch.
+            Defaults to False (per-rank statistics, as the original).
         released_code (bool): Reproduce the released code, which never
             optimises the uncertainty MLP nor the BN-neck affine parameters:
             they are frozen at their initial values (the neck's running
@@ -88,41 +155,40 @@ class DMUEHead(BaseModule):
             train).
         init_std (float): Std of the normal init of the classifiers.
             Defaults to 0.001.
-        early_backward (bool): Backpropagate each auxiliary branch right
-            after its forward pass, inside :meth:`loss` (same gradients,
-            ~(K-1)/K less activation memory in the branches; the loss dict
-            can then only be differentiated as a whole, as MMEngine does).
-            Defaults to True.
         init_cfg (dict, optional): MMEngine init config.
     """
 
     def __init__(self,
                  num_classes: int,
                  in_channels: int,
-                 soft_weight: float = 0.5,
-                 temperature: float = 1.2,
-                 sp_weight: float = 1000.0,
-                 ramp_a: float = 6.0,
+                 loss: Union[dict, nn.Module] = dict(type='DMUELoss'),
                  dropout: float = 0.5,
                  bnneck: bool = True,
                  global_stats: bool = False,
                  released_code: bool = False,
                  init_std: float = 0.001,
-                 early_backward: bool = True,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
-        _check_args(num_classes=num_classes, in_channels=in_channels,
-                    temperature=temperature, ramp_a=ramp_a, dropout=dropout,
-                    soft_weight=soft_weight, sp_weight=sp_weight)
+                 init_cfg: Optional[dict] = None,
+                 **kwargs):
+        moved = [key for key in _LOSS_KEYS if key in kwargs]
+        if moved:
+            raise ValueError(
+                f'model.head.{moved[0]} is a loss option: set '
+                f'model.head.loss.{moved[0]} (loss=dict(type=\'DMUELoss\', '
+                f'{moved[0]}=...))')
+        if num_classes < 2:
+            raise ValueError(f'model.head.num_classes must be >= 2, got '
+                             f'{num_classes}')
+        if in_channels is None or in_channels < 1:
+            raise ValueError(f'model.head.in_channels must be positive, got '
+                             f'{in_channels}')
+        if not 0 <= dropout < 1:
+            raise ValueError(f'model.head.dropout must be in [0, 1), got '
+                             f'{dropout}')
+        super().__init__(loss=loss, init_cfg=init_cfg, **kwargs)
         self.num_classes = num_classes
         self.in_channels = in_channels
-        self.soft_weight = soft_weight
-        self.temperature = temperature
-        self.sp_weight = sp_weight
-        self.ramp_a = ramp_a
         self.global_stats = global_stats
         self.released_code = released_code
-        self.early_backward = early_backward
         self.adapter: Optional[BackboneAdapter] = None
 
         self.branches = nn.ModuleList()
@@ -212,266 +278,173 @@ class DMUEHead(BaseModule):
         """Target logits ``z`` (B, K) from the target feature ``f``."""
         return self.fc(self.pre_logits(feats))
 
-    def predict(self,
-                feats: Union[torch.Tensor, Sequence[torch.Tensor]],
-                data_samples: Optional[List[Optional[DataSample]]] = None
-                ) -> List[DataSample]:
-        """Softmax scores and labels of the target branch; no labels needed.
-
-        Args:
-            feats (Tensor): Target features ``f`` (B, D).
-            data_samples (List[DataSample], optional): Filled in if given.
-
-        Returns:
-            List[DataSample]: With ``pred_score`` and ``pred_label``.
-        """
-        scores = F.softmax(self(feats).float(), dim=1)
-        labels = scores.argmax(dim=1, keepdim=True)
-        if data_samples is None:
-            data_samples = [None] * scores.size(0)
-        return [(sample if sample is not None else DataSample()
-                 ).set_pred_score(score).set_pred_label(label)
-                for sample, score, label in zip(data_samples, scores, labels)]
-
     # ------------------------------------------------------------------
     # training
     # ------------------------------------------------------------------
-    def loss(self, stage_input: StageInput, feats: torch.Tensor,
+    def loss(self, feats: StageInput,
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
         """The DMUE losses of a batch.
 
         Args:
-            stage_input (StageInput): Trunk output (input of the last stage).
-            feats (Tensor): Target features ``f`` (B, D).
+            feats (StageInput): Trunk output (input of the last stage).
             data_samples (List[DataSample]): With hard ``gt_label``.
 
         Returns:
-            dict: ``loss_wce``, ``loss_soft``, ``loss_sp``, ``loss_aux``
-            (weighted: their sum is the spec's ``L``), the raw terms ``wce``,
-            ``soft``, ``sp``, ``aux``, the ramp weights ``ramp_up``,
-            ``ramp_down`` and the uncertainty score's ``uncertainty_mean``
-            and ``uncertainty_std``.
+            dict: See :meth:`DMUELoss.forward`.
         """
-        labels = _hard_labels(data_samples, feats.device)
-        epoch = current_epoch()
-        up, down = ramp_up(epoch, self.ramp_a), ramp_down(epoch, self.ramp_a)
-        terms, score = self.loss_terms(
-            stage_input, feats, labels,
-            term_weights=dict(aux=down, sp=up * self.sp_weight))
-        losses = dict(
-            loss_wce=up * terms['wce'],
-            loss_soft=up * self.soft_weight * terms['soft'],
-            loss_sp=up * self.sp_weight * terms['sp'],
-            loss_aux=down * terms['aux'])
-        losses.update({name: value.detach() for name, value in terms.items()})
-        losses.update(
-            ramp_up=score.new_tensor(up),
-            ramp_down=score.new_tensor(down),
-            uncertainty_mean=score.detach().mean(),
-            uncertainty_std=score.detach().std(unbiased=False))
-        return losses
+        batch = self._batch(_hard_labels(data_samples, feats.batch.device))
+        out = self.forward_branches(feats, batch)
+        with _float32(feats.batch):
+            return self.loss_module(out, batch)
 
-    def loss_terms(self,
-                   stage_input: StageInput,
-                   feats: torch.Tensor,
-                   labels: torch.Tensor,
-                   term_weights: Optional[Dict[str, float]] = None
-                   ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
-        """The unweighted loss terms and the uncertainty score.
-
-        The terms are computed in float32 (also under AMP; the branches run
-        under the caller's autocast).
+    def compute_terms(self, feats: StageInput,
+                      labels: torch.Tensor) -> DMUETerms:
+        """Every DMUE quantity of a batch, in the module's current mode.
 
         Args:
-            stage_input (StageInput): Trunk output.
-            feats (Tensor): Target features ``f`` (B, D).
+            feats (StageInput): Trunk output.
             labels (Tensor): Labels (B,).
-            term_weights (dict, optional): ``dict(aux=..., sp=...)``, the
-                weights the caller's loss gives the terms ``aux`` and ``sp``.
-                With them (and ``early_backward``) the auxiliary branches are
-                backpropagated during this call, so that only a multiple of
-                that loss can be differentiated (see
-                :mod:`dmue_mm.models.utils.loss_pieces`). Defaults to
-                None: an ordinary graph.
 
         Returns:
-            tuple: ``dict(wce, soft, sp, aux)`` of scalars and the score
-            ``sigma`` (B, 1).
+            DMUETerms: Logits, score, latent distributions, auxiliary logits
+            and the unweighted terms.
         """
-        run_branch = self._branch_runner(feats.device.type)
-        if not self.early_backward:
-            term_weights = None
-        with torch.autocast(feats.device.type, enabled=False):
-            return self._loss_terms(stage_input, feats.float(), labels,
-                                    run_branch, term_weights)
+        batch = self._batch(labels)
+        out = self.forward_branches(feats, batch)
+        with _float32(feats.batch):
+            terms = self.loss_module.terms(out, batch)
+        return DMUETerms(
+            target_logits=out.target_logits,
+            uncertainty=out.uncertainty,
+            soft_targets=out.soft_targets,
+            aux_logits=out.aux_logits,
+            **terms)
 
-    def _branch_runner(self, device_type: str
-                       ) -> Callable[[int, StageInput], torch.Tensor]:
-        """Run auxiliary branch ``c`` under the caller's autocast state;
-        a single-sample call runs the branch in eval mode."""
-        enabled = torch.is_autocast_enabled(device_type)
-        dtype = torch.get_autocast_dtype(device_type)
-        adapter = self._require_adapter()
+    def _batch(self, labels: torch.Tensor) -> BatchGather:
+        return BatchGather(labels, self.num_classes, self.global_stats)
 
-        def run(c: int, inputs: StageInput) -> torch.Tensor:
-            branch = self.branches[c]
-            # batch statistics of a single sample are undefined (1x1 maps)
-            # or degenerate: such a call uses the running statistics
-            single = branch.training and inputs.batch.size(0) < 2
-            if single:
-                branch.eval()
-            try:
-                with torch.autocast(device_type, dtype=dtype,
-                                    enabled=enabled):
-                    feats = adapter.forward_stage(branch, inputs)
-            finally:
-                if single:
-                    branch.train()
-            return feats.float()
+    def forward_branches(self, feats: StageInput,
+                         batch: BatchGather) -> BranchOutputs:
+        """Run every branch on its rows of the batch.
 
-        return run
+        The calls follow the released code's order, which sets the running
+        statistics of every batch-norm layer (they are an exponential
+        average): (1) each auxiliary branch ``c`` on the rows with label
+        != c, then dropout and the BN-neck; (2) the target branch, dropout
+        and the BN-neck; (3) each branch ``c`` on the rows of class ``c``
+        (latent distributions: no dropout, no gradient).
 
-    def _loss_terms(self, inputs: StageInput, f: torch.Tensor,
-                    labels: torch.Tensor, run_branch: Callable,
-                    term_weights: Optional[Dict[str, float]]
-                    ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
-        K = self.num_classes
-        gather = BatchGather(self.global_stats)
-        all_labels, sizes = gather.gather_labels(labels)
-        counts = torch.bincount(all_labels, minlength=K)
-        total = all_labels.numel()
+        The branches run under the caller's autocast; everything after them
+        runs in float32.
 
-        # target branch: f -> dropout -> BN-neck -> h -> fc -> z
-        h = self._neck(self.dropout(f))
-        z = self.fc(h)
+        Args:
+            feats (StageInput): Trunk output.
+            batch (BatchGather): Labels of the (global) batch.
 
-        # pairwise uncertainty: sigma scales the target logits
-        similarity = class_similarity_features(f, gather.gather(f, sizes),
-                                               all_labels, K)
-        onehot = F.one_hot(labels, K).to(f.dtype)
-        score = torch.sigmoid(
-            self.uncertainty_mlp(torch.cat([similarity, onehot], dim=1)))
-        wce_sum = F.cross_entropy(score * z, labels, reduction='sum')
+        Returns:
+            BranchOutputs: Everything the loss needs, in batch order.
+        """
+        labels = batch.labels
+        layout = ClassLayout(labels, self.num_classes)
+        rows = feats.take(layout.order)  # one copy feeds every branch
+        run = _StageRunner(self._require_adapter(), feats.batch)
+        with _float32(feats.batch):
+            aux_logits = [
+                self._aux_logits(c, rows, layout, run)
+                for c in range(self.num_classes)
+            ]
+            f = run(self.adapter.target_stage, feats)
+            h = self._neck(self.dropout(f))
+            target_logits = self.fc(h)
+            uncertainty = self._uncertainty(f, batch)
+            with torch.no_grad():
+                soft_targets = self._soft_targets(rows, layout, labels, run)
+        return BranchOutputs(
+            target_logits=target_logits,
+            uncertainty=uncertainty,
+            soft_targets=soft_targets,
+            aux_logits=aux_logits,
+            neck_feats=h)
 
-        # one class-sorted copy of the trunk output feeds every branch
-        layout = ClassLayout(labels, K)
-        branch_input = inputs.take(layout.order)
-
-        # latent distributions (detached targets) and the soft loss
-        distributions = self._latent_distributions(branch_input, layout,
-                                                   labels, run_branch)
-        soft_sum = soft_loss_sum(z, labels, distributions)
-
-        # auxiliary branches: CE on labels != c, and the SP loss against
-        # the target Gram matrix (global columns under global_stats)
-        target_gram = h @ gather.gather(h, sizes).t()
-        rank_layouts, offsets = self._rank_layouts(layout, all_labels, sizes)
-        aux = _AuxBatch(branch_input, layout, labels, rank_layouts, offsets,
-                        gather, run_branch)
-        branch_counts = (total - counts).to(f.dtype)
-        weights = None
-        if term_weights is not None:  # d loss / d (aux_c sum, sp_c sum)
-            scales = gather.mean_scale(
-                torch.stack([branch_counts, branch_counts**2], dim=1))
-            weights = (scales * scales.new_tensor(
-                [term_weights['aux'], term_weights['sp']]) / K).flatten()
-        sums = self._auxiliary_sums(aux, target_gram, weights).view(K, 2)
-
-        means = gather.means(
-            torch.cat([wce_sum.view(1), soft_sum.view(1), sums[:, 0],
-                       sums[:, 1]]),
-            torch.cat([
-                f.new_tensor([total, total * K]), branch_counts,
-                branch_counts**2
-            ]))
-        terms = dict(
-            wce=means[0],
-            soft=means[1],
-            sp=means[2 + K:].mean(),
-            aux=means[2:2 + K].mean())
-        return terms, score
-
-    def _auxiliary_sums(self, aux: '_AuxBatch', target_gram: torch.Tensor,
-                        weights: Optional[torch.Tensor]) -> torch.Tensor:
-        """``[aux_0, sp_0, aux_1, sp_1, ...]``: the CE and SP sums of every
-        auxiliary branch (2K,). With ``weights`` (the loss's weight of each
-        sum) every branch is backpropagated right after its forward pass
-        (:func:`early_backward`), so that one branch's activations are alive
-        at a time."""
-        neck = list(self.bnneck.parameters()) if self.bnneck else []
-        pieces = [
-            LossPiece(
-                fn=partial(self._branch_sums, c, aux),
-                spans=(aux.layout.others(c), None),
-                params=[
-                    *self.branches[c].parameters(),
-                    *self.aux_fcs[c].parameters(), *neck
-                ]) for c in range(self.num_classes)
-        ]
-        inputs = (aux.branch_input.batch, target_gram)
-        if weights is None:
-            return torch.cat([p.fn(*p.inputs(inputs)) for p in pieces])
-        return early_backward(pieces, weights, inputs)
-
-    def _branch_sums(self, c: int, aux: '_AuxBatch', rows_input: torch.Tensor,
-                     target_gram: torch.Tensor) -> torch.Tensor:
-        """CE sum and SP sum (2,) of auxiliary branch ``c`` on its rows of
-        the class-sorted trunk output (labels != c)."""
-        span = aux.layout.others(c)
-        rows = aux.layout.rows(span)
-        logits = self._aux_logits(c, aux.branch_input.with_batch(rows_input),
-                                  aux.run_branch)
-        targets = aux.labels[rows] - (aux.labels[rows] > c).long()
-        ce = F.cross_entropy(logits, targets, reduction='sum')
-        columns = torch.cat([
-            part.rows(part.others(c)) + offset
-            for part, offset in zip(aux.rank_layouts, aux.offsets)
-        ])
-        all_logits = aux.gather.gather(
-            logits, [part.others(c)[1] for part in aux.rank_layouts])
-        sp = sp_loss_sum(logits, all_logits, target_gram[rows][:, columns])
-        return torch.stack([ce, sp])
-
-    def _rank_layouts(self, layout: ClassLayout, all_labels: torch.Tensor,
-                      sizes: List[int]
-                      ) -> Tuple[List[ClassLayout], List[int]]:
-        """Layouts and row offsets of every rank's part of the global
-        batch (just this batch's layout without gathering)."""
-        if len(sizes) == 1:
-            return [layout], [0]
-        parts = all_labels.split(sizes)
-        offsets = [sum(sizes[:r]) for r in range(len(sizes))]
-        return [ClassLayout(p, self.num_classes) for p in parts], offsets
-
-    def _aux_logits(self, c: int, rows: StageInput,
-                    run_branch: Callable) -> torch.Tensor:
-        """Logits ``A_c`` of branch ``c`` on ``rows`` (dropout, BN-neck,
-        ``aux_fcs[c]``). With no row the branch still joins the graph with a
-        zero gradient, so DDP needs no ``find_unused_parameters``."""
-        if rows.batch.size(0) == 0:
+    def _aux_logits(self, c: int, rows: StageInput, layout: ClassLayout,
+                    run: '_StageRunner') -> torch.Tensor:
+        """``A_c``: branch ``c`` on the rows with label != c, dropout,
+        BN-neck, ``aux_fcs[c]``; in batch order. With no such row the
+        branch still joins the graph with a zero gradient, so DDP needs no
+        ``find_unused_parameters``."""
+        span = layout.others(c)
+        if span[1] == 0:
             params = chain(self.branches[c].parameters(),
                            self.aux_fcs[c].parameters())
             anchor = sum(p.sum() for p in params if p.requires_grad) * 0.0
             return self.fc.weight.new_zeros(0, self.num_classes - 1) + anchor
-        feats = run_branch(c, rows)
-        return self.aux_fcs[c](self._neck(self.dropout(feats)))
+        feats = run(self.branches[c], rows.narrow(*span))
+        logits = self.aux_fcs[c](self._neck(self.dropout(feats)))
+        return logits[layout.batch_order(span)]
 
-    @torch.no_grad()
-    def _latent_distributions(self, branch_input: StageInput,
-                              layout: ClassLayout, labels: torch.Tensor,
-                              run_branch: Callable) -> torch.Tensor:
-        """Latent distributions ``L`` (B, K): branch ``c`` on the samples of
-        class ``c``, without dropout, no gradient. Running BN statistics are
-        updated as in the original."""
+    def _uncertainty(self, f: torch.Tensor,
+                     batch: BatchGather) -> torch.Tensor:
+        """The score ``sigma`` (B,) from the class-mean similarities of the
+        target features (over the global batch) and the one-hot labels."""
+        similarity = class_similarity_features(f, batch.gather(f),
+                                               batch.all_labels,
+                                               self.num_classes)
+        onehot = F.one_hot(batch.labels, self.num_classes).to(f.dtype)
+        mlp_input = torch.cat([similarity, onehot], dim=1)
+        return torch.sigmoid(self.uncertainty_mlp(mlp_input)).squeeze(1)
+
+    def _soft_targets(self, rows: StageInput, layout: ClassLayout,
+                      labels: torch.Tensor,
+                      run: '_StageRunner') -> torch.Tensor:
+        """Latent distributions ``L`` (B, K): branch ``c`` on the samples
+        of class ``c``, BN-neck without dropout, ``aux_fcs[c]``."""
         out = torch.zeros(labels.numel(), self.num_classes,
                           device=labels.device)
         for c in labels.unique().tolist():
             span = layout.members(c)
-            feats = run_branch(c, branch_input.narrow(*span))
+            feats = run(self.branches[c], rows.narrow(*span))
             logits = self.aux_fcs[c](self._neck(feats))
-            out[layout.rows(span)] = latent_distribution(
-                logits, c, self.temperature)
+            out[layout.rows(span)] = self.loss_module.soft_targets(logits, c)
         return out
+
+
+class _StageRunner:
+    """Runs a last stage (target or branch) under the autocast state of the
+    caller, returning a float32 feature; a single-sample call of a branch in
+    train mode runs it in eval mode (batch statistics of one sample are
+    undefined or degenerate).
+
+    Args:
+        adapter (BackboneAdapter): The adapter that runs the stage.
+        like (Tensor): A tensor on the device of the batch.
+    """
+
+    def __init__(self, adapter: BackboneAdapter, like: torch.Tensor):
+        device = like.device.type
+        self.adapter = adapter
+        self.autocast = dict(
+            device_type=device,
+            dtype=torch.get_autocast_dtype(device),
+            enabled=torch.is_autocast_enabled(device))
+
+    def __call__(self, stage: Union[nn.ModuleDict, Dict[str, nn.Module]],
+                 rows: StageInput) -> torch.Tensor:
+        single = (isinstance(stage, nn.Module) and stage.training
+                  and rows.batch.size(0) < 2)
+        if single:
+            stage.eval()
+        try:
+            with torch.autocast(**self.autocast):
+                return self.adapter.forward_stage(stage, rows).float()
+        finally:
+            if single:
+                stage.train()
+
+
+def _float32(like: torch.Tensor) -> torch.autocast:
+    """Autocast off on the device of ``like``: the head layers and the
+    losses run in float32, also under AMP."""
+    return torch.autocast(like.device.type, enabled=False)
 
 
 def _hard_labels(data_samples: List[DataSample],
@@ -482,25 +455,3 @@ def _hard_labels(data_samples: List[DataSample],
             'sample; batch augmentations that make soft labels (Mixup, '
             'CutMix) are not supported: remove model.train_cfg.augments')
     return torch.cat([s.gt_label for s in data_samples]).to(device).long()
-
-
-def _check_args(num_classes: int, in_channels: int, temperature: float,
-                ramp_a: float, dropout: float, soft_weight: float,
-                sp_weight: float) -> None:
-    if num_classes < 2:
-        raise ValueError(f'model.head.num_classes must be >= 2, got '
-                         f'{num_classes}')
-    if in_channels is None or in_channels < 1:
-        raise ValueError(f'model.head.in_channels must be positive, got '
-                         f'{in_channels}')
-    for name, value in (('temperature', temperature), ('ramp_a', ramp_a)):
-        if not value > 0:
-            raise ValueError(f'model.head.{name} must be positive, got '
-                             f'{value}')
-    for name, value in (('soft_weight', soft_weight),
-                        ('sp_weight', sp_weight)):
-        if value < 0:
-            raise ValueError(f'model.head.{name} must be >= 0, got {value}')
-    if not 0 <= dropout < 1:
-        raise ValueError(f'model.head.dropout must be in [0, 1), got '
-                         f'{dropout}')

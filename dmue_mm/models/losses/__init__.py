@@ -1,8 +1,7 @@
-from .latent_distribution import latent_distribution, soft_loss_sum
-from .ramps import ramp_down, ramp_up
-from .similarity_preserving import sp_loss_sum
+from .dmue_loss import (DMUELoss, current_epoch, latent_distribution,
+                        ramp_down, ramp_up, soft_loss_sum, sp_loss_sum)
 
 __all__ = [
-    'latent_distribution', 'soft_loss_sum', 'ramp_down', 'ramp_up',
-    'sp_loss_sum'
+    'DMUELoss', 'current_epoch', 'latent_distribution', 'ramp_down',
+    'ramp_up', 'soft_loss_sum', 'sp_loss_sum'
 ]

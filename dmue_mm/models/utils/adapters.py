@@ -6,34 +6,38 @@ branches). An adapter knows, for one backbone family,
 
 * which modules form the last stage (:meth:`BackboneAdapter.stage_paths`),
 * how to run the trunk, i.e. everything before the last stage
-  (:meth:`BackboneAdapter.forward_trunk`, shared by every family: the
-  backbone's own ``forward`` runs until the first last-stage module is
-  called, so subclasses with their own stem such as ``FaceResNet`` need
-  nothing extra),
+  (:meth:`BackboneAdapter.forward_trunk`: the backbone's own modules called
+  in the order of its ``forward``, written out per family),
 * how to run a copy of the last stage and pool its output to the feature
   ``f`` of shape (B, D) (:meth:`BackboneAdapter.forward_stage`),
 * the feature width ``D`` and the stock neck a deploy model needs
   (:attr:`BackboneAdapter.deploy_neck`).
 
-Adapters are found by backbone class (``isinstance``) or picked explicitly
-with the classifier's ``adapter`` config key (a name from
-:func:`adapter_names`, or ``dict(type=name, **options)``).
+Adapters live in the MMEngine registry :data:`ADAPTERS`. They are found by
+backbone class (``isinstance``) or picked explicitly with the classifier's
+``adapter`` config key (a name from :func:`adapter_names`, or
+``dict(type=name, **options)``). A new family registers its own with
+``@ADAPTERS.register_module('name')``.
 """
 import copy
 from dataclasses import dataclass, field
-from typing import (Any, Callable, Dict, List, Mapping, Optional, Tuple,
-                    Type, Union)
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
+from mmengine.registry import Registry
 from mmpretrain.models.backbones import (ConvNeXt, MobileNetV2, ResNet,
                                          SwinTransformer, VisionTransformer)
+from mmpretrain.models.utils import resize_pos_embed
 
 __all__ = [
     'StageInput', 'BackboneAdapter', 'ResNetAdapter', 'MobileNetV2Adapter',
-    'ConvNeXtAdapter', 'ViTAdapter', 'SwinAdapter', 'register_adapter',
+    'ConvNeXtAdapter', 'ViTAdapter', 'SwinAdapter', 'ADAPTERS',
     'build_adapter', 'adapter_names', 'stage_key'
 ]
+
+#: The backbone adapters, by the name the classifier's ``adapter`` key uses.
+ADAPTERS = Registry('DMUE backbone adapter')
 
 GAP_NECK = dict(type='GlobalAveragePooling')
 
@@ -64,15 +68,6 @@ class StageInput:
     def with_batch(self, rows: torch.Tensor) -> 'StageInput':
         """The same call with ``rows`` as the batch tensor."""
         return StageInput((rows, ) + tuple(self.args[1:]), dict(self.kwargs))
-
-
-class _StageReached(Exception):
-    """Raised by a pre-hook to stop the backbone before its last stage."""
-
-    def __init__(self, args: tuple, kwargs: dict):
-        super().__init__()
-        self.args_ = args
-        self.kwargs_ = kwargs
 
 
 def _gap(x: torch.Tensor) -> torch.Tensor:
@@ -112,6 +107,18 @@ class BackboneAdapter:
     @property
     def feat_dim(self) -> int:
         """Width ``D`` of the pooled feature."""
+        raise NotImplementedError
+
+    def forward_trunk(self, inputs: torch.Tensor) -> StageInput:
+        """Run the backbone up to (not including) its last stage: its own
+        modules, called as its ``forward`` calls them.
+
+        Args:
+            inputs (Tensor): Images (B, 3, H, W).
+
+        Returns:
+            StageInput: The arguments of the last stage.
+        """
         raise NotImplementedError
 
     def forward_stage(self, stage: Mapping[str, nn.Module],
@@ -166,59 +173,15 @@ class BackboneAdapter:
             for key, module in self.target_stage.items()
         })
 
-    def forward_trunk(self, inputs: torch.Tensor) -> StageInput:
-        """Run the backbone up to (not including) its last stage.
-
-        The backbone's own ``forward`` runs until it calls the first
-        last-stage module, whose call arguments are captured.
-
-        Args:
-            inputs (Tensor): Images (B, 3, H, W).
-
-        Returns:
-            StageInput: The arguments of the last stage.
-        """
-        first = self.backbone.get_submodule(self.stage_paths()[0])
-
-        def stop(module, args, kwargs):
-            raise _StageReached(args, kwargs)
-
-        handle = first.register_forward_pre_hook(stop, with_kwargs=True)
-        try:
-            self.backbone(inputs)
-        except _StageReached as reached:
-            return StageInput(tuple(reached.args_), dict(reached.kwargs_))
-        finally:
-            handle.remove()
-        raise RuntimeError(
-            f'{type(self.backbone).__name__}.forward never called '
-            f'{self.stage_paths()[0]}: the adapter '
-            f'{type(self).__name__} does not fit this backbone')
-
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Trunk and target branch: the feature ``f`` (B, D)."""
         return self.forward_stage(self.target_stage,
                                   self.forward_trunk(inputs))
 
 
-_ADAPTERS: Dict[str, Type[BackboneAdapter]] = {}
-
-
-def register_adapter(name: str) -> Callable[[type], type]:
-    """Class decorator adding an adapter to the table under ``name``."""
-
-    def wrap(cls: Type[BackboneAdapter]) -> Type[BackboneAdapter]:
-        if name in _ADAPTERS:
-            raise ValueError(f'adapter {name!r} is already registered')
-        _ADAPTERS[name] = cls
-        return cls
-
-    return wrap
-
-
 def adapter_names() -> List[str]:
     """Names accepted by the classifier's ``adapter`` key."""
-    return sorted(_ADAPTERS)
+    return sorted(ADAPTERS.module_dict)
 
 
 def build_adapter(cfg: Union[None, str, dict],
@@ -234,38 +197,52 @@ def build_adapter(cfg: Union[None, str, dict],
         BackboneAdapter: The adapter bound to ``backbone``.
     """
     if cfg is None:
-        for cls in _ADAPTERS.values():
+        for cls in ADAPTERS.module_dict.values():
             if isinstance(backbone, cls.backbone_types):
                 return cls(backbone)
         raise ValueError(
             f'no DMUE adapter knows the backbone '
             f'{type(backbone).__name__}: set model.adapter to one of '
             f'{adapter_names()} or register one with '
-            'dmue_mm.models.utils.register_adapter')
+            '@dmue_mm.models.utils.ADAPTERS.register_module()')
     options = dict(type=cfg) if isinstance(cfg, str) else dict(cfg)
-    name = options.pop('type', None)
-    if name not in _ADAPTERS:
-        raise ValueError(f'unknown model.adapter {name!r}: choose one of '
-                         f'{adapter_names()}')
-    return _ADAPTERS[name](backbone, **options)
+    if options.get('type') not in ADAPTERS.module_dict:
+        raise ValueError(f'unknown model.adapter {options.get("type")!r}: '
+                         f'choose one of {adapter_names()}')
+    return ADAPTERS.build(options, default_args=dict(backbone=backbone))
 
 
-@register_adapter('resnet')
+@ADAPTERS.register_module('resnet')
 class ResNetAdapter(BackboneAdapter):
     """MMPretrain's ``ResNet`` family and its subclasses (``ResNetV1c``,
     ``ResNetV1d``, the plugin's ``FaceResNet`` and ``ResNetIBN``): the last
     stage is the last residual layer (``layer4``), pooled by GAP."""
     backbone_types = (ResNet, )
 
+    def check(self):
+        self._check_last_out_index(len(self.backbone.res_layers),
+                                   'out_indices')
+
     def stage_paths(self) -> List[str]:
         return [self.backbone.res_layers[-1]]
+
+    def forward_trunk(self, inputs):
+        bb = self.backbone  # as ResNet.forward, up to the last layer
+        if bb.deep_stem:
+            x = bb.stem(inputs)
+        else:
+            x = bb.relu(bb.norm1(bb.conv1(inputs)))
+        x = bb.maxpool(x)
+        for name in bb.res_layers[:-1]:
+            x = getattr(bb, name)(x)
+        return StageInput((x, ))
 
     @property
     def feat_dim(self) -> int:
         return self.backbone.feat_dim
 
 
-@register_adapter('mobilenet_v2')
+@ADAPTERS.register_module('mobilenet_v2')
 class MobileNetV2Adapter(BackboneAdapter):
     """``MobileNetV2``: the last stage is ``layer7`` and the final 1x1 conv
     ``conv2``, pooled by GAP."""
@@ -276,6 +253,13 @@ class MobileNetV2Adapter(BackboneAdapter):
 
     def stage_paths(self) -> List[str]:
         return list(self.backbone.layers[-2:])
+
+    def forward_trunk(self, inputs):
+        bb = self.backbone  # as MobileNetV2.forward, up to layer7
+        x = bb.conv1(inputs)
+        for name in bb.layers[:-2]:
+            x = getattr(bb, name)(x)
+        return StageInput((x, ))
 
     @property
     def feat_dim(self) -> int:
@@ -293,7 +277,7 @@ class _StagesAdapter(BackboneAdapter):
         self._check_last_out_index(self._last + 1, 'out_indices')
 
 
-@register_adapter('convnext')
+@ADAPTERS.register_module('convnext')
 class ConvNeXtAdapter(_StagesAdapter):
     """``ConvNeXt``: the last downsample layer, the last stage and the norm
     that follows; pooled before the norm when ``gap_before_final_norm``
@@ -312,6 +296,12 @@ class ConvNeXtAdapter(_StagesAdapter):
     def feat_dim(self) -> int:
         return self.backbone.channels[-1]
 
+    def forward_trunk(self, inputs):
+        bb, x = self.backbone, inputs  # as ConvNeXt.forward
+        for i in range(self._last):
+            x = bb.stages[i](bb.downsample_layers[i](x))
+        return StageInput((x, ))
+
     def forward_stage(self, stage, inputs):
         i = self._last
         x = stage[f'stages_{i}'](stage[f'downsample_layers_{i}'](inputs.batch))
@@ -321,7 +311,7 @@ class ConvNeXtAdapter(_StagesAdapter):
         return _gap(norm(x))
 
 
-@register_adapter('vit')
+@ADAPTERS.register_module('vit')
 class ViTAdapter(BackboneAdapter):
     """``VisionTransformer`` (and subclasses such as DeiT): the last
     ``num_layers`` transformer layers and the final norm; the feature is the
@@ -365,6 +355,22 @@ class ViTAdapter(BackboneAdapter):
     def feat_dim(self) -> int:
         return self.backbone.embed_dims
 
+    def forward_trunk(self, inputs):
+        bb = self.backbone  # as VisionTransformer.forward
+        x, patch_resolution = bb.patch_embed(inputs)
+        if bb.cls_token is not None:
+            x = torch.cat((bb.cls_token.expand(x.size(0), -1, -1), x), dim=1)
+        x = x + resize_pos_embed(
+            bb.pos_embed,
+            bb.patch_resolution,
+            patch_resolution,
+            mode=bb.interpolate_mode,
+            num_extra_tokens=bb.num_extra_tokens)
+        x = bb.pre_norm(bb.drop_after_pos(x))
+        for layer in bb.layers[:len(bb.layers) - self.num_layers]:
+            x = layer(x)
+        return StageInput((x, ))
+
     def forward_stage(self, stage, inputs):
         x = inputs.batch
         for key, module in stage.items():
@@ -378,7 +384,7 @@ class ViTAdapter(BackboneAdapter):
         return stage['ln2'](patch_tokens.mean(dim=1))
 
 
-@register_adapter('swin')
+@ADAPTERS.register_module('swin')
 class SwinAdapter(_StagesAdapter):
     """``SwinTransformer``: the last stage and its norm, pooled over the
     tokens (GAP)."""
@@ -390,6 +396,22 @@ class SwinAdapter(_StagesAdapter):
     @property
     def feat_dim(self) -> int:
         return self.backbone.num_features[-1]
+
+    def forward_trunk(self, inputs):
+        bb = self.backbone  # as SwinTransformer.forward
+        x, hw_shape = bb.patch_embed(inputs)
+        if bb.use_abs_pos_embed:
+            x = x + resize_pos_embed(bb.absolute_pos_embed,
+                                     bb.patch_resolution, hw_shape,
+                                     bb.interpolate_mode,
+                                     bb.num_extra_tokens)
+        x = bb.drop_after_pos(x)
+        after = bb.out_after_downsample
+        for stage in bb.stages[:self._last]:
+            x, hw_shape = stage(x, hw_shape, do_downsample=after)
+            if stage.downsample is not None and not after:
+                x, hw_shape = stage.downsample(x, hw_shape)
+        return StageInput((x, hw_shape), dict(do_downsample=after))
 
     def forward_stage(self, stage, inputs):
         i = self._last

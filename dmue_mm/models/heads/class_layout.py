@@ -10,9 +10,9 @@ the cyclic order ``c+1 .. K-1, 0 .. c-1``, is ``[end_c, start_c + B)``.
 So one copy of the trunk output feeds every branch through views, instead of
 one copy per branch that autograd keeps alive until backward (at K=8, B=72,
 224x224 that is 29 MB instead of 100 MB, and one gradient scatter instead
-of K). The order of the rows changes nothing: batch-norm statistics, sums
-and the similarity-preserving loss (rows and columns permuted alike) are
-order-invariant.
+of K). The order of the rows changes nothing but float summation order:
+batch-norm statistics are order-invariant, and a branch's logits are put
+back into batch order (:meth:`ClassLayout.batch_order`) before the losses.
 """
 from typing import Tuple
 
@@ -57,3 +57,8 @@ class ClassLayout:
         """Batch indices of a ``(start, length)`` span."""
         start, length = span
         return self.order[start:start + length]
+
+    def batch_order(self, span: Tuple[int, int]) -> torch.Tensor:
+        """Permutation that puts the rows of a span back into batch order
+        (``rows(span)[batch_order(span)]`` is sorted)."""
+        return torch.argsort(self.rows(span))
