@@ -12,6 +12,9 @@ from mmpretrain.structures import DataSample
 
 import dmue_mm  # noqa: F401  registers the plugin
 
+#: float32 machine epsilon (2^-23): tolerances are multiples of it
+EPS = torch.finfo(torch.float32).eps
+
 TINY_RESNET = dict(
     type='ResNet', depth=18, base_channels=8, stem_channels=8,
     out_indices=(3, ))
