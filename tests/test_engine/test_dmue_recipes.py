@@ -34,12 +34,13 @@ def test_recipe(path):
     cfg = Config.fromfile(path)
     classes, ramp_a, backbone, bnneck = EXPECTED[osp.basename(path)[:-3]]
     head = cfg.model.head
-    assert (head.num_classes, head.ramp_a, head.bnneck) == (classes, ramp_a,
-                                                            bnneck)
+    assert (head.num_classes, head.loss.ramp_a,
+            head.bnneck) == (classes, ramp_a, bnneck)
     assert cfg.data_preprocessor.num_classes == classes
     assert cfg.model.backbone.type == backbone
-    assert (head.soft_weight, head.temperature, head.sp_weight,
-            head.dropout) == (0.5, 1.2, 1000.0, 0.5)
+    assert (head.loss.type, head.loss.soft_weight, head.loss.temperature,
+            head.loss.sp_weight, head.dropout) == ('DMUELoss', 0.5, 1.2,
+                                                   1000.0, 0.5)
     assert not head.released_code and not head.global_stats
     assert cfg.train_dataloader.batch_size == 72
     assert cfg.val_dataloader.batch_size == 16

@@ -2,7 +2,8 @@
 ``model.backbone`` only (tiny widths and inputs)."""
 import pytest
 import torch
-from dmue_testing import loss_total, one_thread, samples, tiny_dmue  # noqa
+from dmue_testing import (EPS, loss_total, one_thread, samples,  # noqa
+                          tiny_dmue)
 from mmengine.optim import build_optim_wrapper
 
 K = 3
@@ -63,3 +64,21 @@ def test_vit_last_two_layers_as_branch():
     assert list(model.head.branches[0]) == ['layers_0', 'layers_1', 'ln1']
     losses = model.loss(torch.randn(6, 3, size, size), samples(LABELS))
     assert torch.isfinite(loss_total(losses))
+
+
+@pytest.mark.parametrize('name', list(BACKBONES))
+def test_explicit_trunk_and_target_stage_equal_the_backbone(name):
+    """The adapter's trunk + target stage is the backbone's own forward
+    (pooled as the head pools it), for every family."""
+    backbone, size = BACKBONES[name]
+    torch.manual_seed(1)
+    model = tiny_dmue(K, backbone=backbone).eval()
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        out = model.backbone(x)[-1]
+        f = model.adapter.forward(x)
+    if out.dim() == 4:  # CNN and Swin feature maps: global average pooling
+        out = out.mean(dim=(2, 3))
+    # identical operations; only the pooling's summation order may differ
+    torch.testing.assert_close(f, out, rtol=0,
+                               atol=64 * EPS * out.abs().max().item())

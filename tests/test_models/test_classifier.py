@@ -6,7 +6,7 @@ from dmue_testing import (TINY_RESNET, one_thread, quiet_init,  # noqa: F401
 from mmengine.runner import load_checkpoint
 from mmpretrain.registry import MODELS
 
-from dmue_mm.models.utils import adapter_names
+from dmue_mm.models.utils import ADAPTERS, ResNetAdapter, adapter_names
 
 
 def branch_equals_stage(model, c):
@@ -60,6 +60,31 @@ class TestAdapters:
     def test_registered_names(self):
         assert {'resnet', 'mobilenet_v2', 'convnext', 'vit',
                 'swin'} <= set(adapter_names())
+        assert set(adapter_names()) == set(ADAPTERS.module_dict)
+
+    def test_a_new_family_registers_its_adapter(self):
+        from mmpretrain.models.backbones import ResNet
+
+        @ADAPTERS.register_module('test_resnet_subclass', force=True)
+        class Mine(ResNetAdapter):
+            backbone_types = ()
+
+        try:
+            model = MODELS.build(
+                dict(type='DMUEClassifier', backbone=TINY_RESNET,
+                     head=dict(type='DMUEHead', num_classes=3),
+                     adapter='test_resnet_subclass'))
+            assert type(model.adapter) is Mine
+            assert isinstance(model.backbone, ResNet)
+        finally:
+            ADAPTERS.module_dict.pop('test_resnet_subclass')
+
+    def test_resnet_must_output_its_last_stage_only(self):
+        backbone = dict(TINY_RESNET, out_indices=(2, 3))
+        with pytest.raises(ValueError, match='out_indices=\\[2, 3\\]'):
+            MODELS.build(
+                dict(type='DMUEClassifier', backbone=backbone,
+                     head=dict(type='DMUEHead', num_classes=3)))
 
     def test_explicit_adapter(self):
         model = MODELS.build(
@@ -119,7 +144,8 @@ class TestFeatures:
         with pytest.raises(ValueError, match='stage'):
             model.extract_feat(x, stage='head')
 
-    def test_trunk_leaves_hooks_clean(self):
+    def test_no_hooks_on_the_backbone(self):
         model = tiny_dmue(3)
         model.loss(torch.randn(6, 3, 32, 32), samples([0, 1, 2] * 2))
-        assert not model.backbone.layer4._forward_pre_hooks
+        assert not any(m._forward_pre_hooks or m._forward_hooks
+                       for m in model.modules())

@@ -6,7 +6,6 @@ it is ~1e-4 at ResNet-18 scale.
 """
 import copy
 import math
-import os.path as osp
 
 import pytest
 import torch
