@@ -1,8 +1,12 @@
-"""FaceResNet and ResNetIBN against the original DMUE models (spec §1, §5).
+"""FaceResNet and ResNetIBN against the original DMUE models.
 
-The original key sets are generated here from the patterns of spec §5.2 and
-§5.4; the parameter counts of spec §1.2 are rebuilt from the backbones plus
-the DMUE heads' sizes (BN-neck, bias-free classifiers, uncertainty MLP).
+The original key sets are generated here from the released checkpoints' key
+patterns (``base.*``, ``base.layer4_{b}.*``, ``classifiers.{b}.weight``,
+``project_w.*``, ``bottleneck.*``; see docs/deploy.md); the released
+parameter counts (K=8: multi-branch R18 78.36M, target R18 11.18M,
+multi-branch R50-IBN 143.36M, target R50-IBN 23.53M) are rebuilt from the
+backbones plus the DMUE heads' sizes (BN-neck, bias-free classifiers,
+uncertainty MLP).
 """
 import re
 from typing import Set
@@ -17,10 +21,11 @@ from dmue_mm.models.backbones import IBN
 
 BN_ENTRIES = ('weight', 'bias', 'running_mean', 'running_var',
               'num_batches_tracked')
-K = 8  # classes of the spec's key and parameter counts
+K = 8  # classes of the released key and parameter counts
 
 # Per architecture: blocks per stage, convs per block, IBN per stage,
-# downsample in the first block of each stage (spec §1.1, §5.2).
+# downsample in the first block of each stage (released models: IBN in the
+# Bottlenecks of layer1-3, a 1x1 downsample where the shape changes).
 ARCH = {
     'r18':
     dict(blocks=(2, 2, 2, 2), convs=2, ibn=(False, ) * 4,
@@ -95,7 +100,7 @@ def num_params(module: torch.nn.Module) -> int:
 
 
 def dmue_param_counts(backbone, dim: int, bnneck: bool):
-    """(target, multi-branch) parameter counts of spec §1.2 for K=8."""
+    """(target, multi-branch) parameter counts of the released models, K=8."""
     total, layer4 = num_params(backbone), num_params(backbone.layer4)
     neck = 2 * dim if bnneck else 0
     mlp = (2 * K * K + K) + 1 + (K + 1)  # Linear(2K,K), PReLU, Linear(K,1)
@@ -126,7 +131,7 @@ class TestOriginalKeys:
     def test_spec_counts(self):
         assert len(multibranch_keys('r18', bnneck=True)) == 379
         assert len(target_keys('r18', bnneck=True)) == 126
-        # 843 needs the BN-neck: the spec's count was taken with bnneck=True
+        # 843 needs the BN-neck: the released count was taken with bnneck=True
         assert len(multibranch_keys('r50ibn', bnneck=True)) == 843
         assert len(multibranch_keys('r50ibn', bnneck=False)) == 838
 
@@ -173,7 +178,7 @@ class TestParameterCounts:
             backbones['r50ibn'], 2048, bnneck=True)
         assert round(target / 1e6, 2) == 23.53
         assert round(multi / 1e6, 2) == 143.36
-        # without the neck the target model has 23.52M: the spec's 23.53M,
+        # without the neck the target model has 23.52M: the released 23.53M,
         # like its 843 keys, was measured with bnneck=True
         target_no_neck, _ = dmue_param_counts(
             backbones['r50ibn'], 2048, bnneck=False)
