@@ -6,6 +6,8 @@ from dmue_testing import (EPS, loss_total, one_thread, samples,  # noqa
                           tiny_dmue)
 from mmengine.optim import build_optim_wrapper
 
+pytestmark = pytest.mark.numeric
+
 K = 3
 LABELS = [0, 1, 2, 2, 1, 0]
 

@@ -14,6 +14,8 @@ import torch
 from dmue_testing import loss_total, one_thread, samples, tiny_dmue  # noqa
 from mmengine.logging import MessageHub
 
+pytestmark = pytest.mark.numeric
+
 K = 4
 # rank 0 has no sample of class 3; every class appears 3 times globally
 LABELS = [0, 1, 2, 0, 1, 2, 3, 3, 0, 1, 2, 3]

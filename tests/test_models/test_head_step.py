@@ -14,6 +14,8 @@ from dmue_testing import (EPS, loss_total, one_thread, samples,  # noqa
 from head_step_case import CASES, EPOCH, K, build_case
 from mmengine.logging import MessageHub
 
+pytestmark = pytest.mark.numeric
+
 REFERENCE = osp.join(osp.dirname(osp.dirname(__file__)), 'data',
                      'head_step_reference.pt')
 

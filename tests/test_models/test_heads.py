@@ -16,6 +16,8 @@ from mmengine.logging import MessageHub
 
 from dmue_mm.models.losses import ramp_down, ramp_up
 
+pytestmark = pytest.mark.numeric
+
 K = 4
 LABELS = [0, 1, 2, 3, 2, 0, 1, 3, 3, 0, 2, 1]  # every class 3 times
 

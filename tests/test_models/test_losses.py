@@ -16,6 +16,8 @@ from dmue_mm.models.heads.dmue_head import BranchOutputs
 from dmue_mm.models.losses import (DMUELoss, latent_distribution, ramp_down,
                                    ramp_up, soft_loss_sum, sp_loss_sum)
 
+pytestmark = pytest.mark.numeric
+
 
 class TestRamps:
     # the released ramp values, tabulated to 4 decimals (3 for r_down)
