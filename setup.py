@@ -36,6 +36,8 @@ setup(
     python_requires='>=3.10',
     packages=find_packages(include=['dmue_mm', 'dmue_mm.*']),
     install_requires=read_requirements('runtime'),
-    extras_require=dict(tests=read_requirements('tests')),
+    extras_require=dict(
+        tests=read_requirements('tests'),
+        optional=read_requirements('optional')),
     zip_safe=False,
 )

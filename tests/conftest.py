@@ -105,6 +105,30 @@ def data_root_options(root: str, fields=('train_dataloader', 'val_dataloader',
     return [f'{field}.dataset.data_root={root}' for field in fields]
 
 
+def tensorboard_scalars(work_dir: str) -> Dict[str, list]:
+    """Every scalar of the TensorBoard event files of a tool run.
+
+    Args:
+        work_dir: The run's ``--work-dir``; events are read from its single
+            ``<timestamp>/vis_data/`` folder, as TensorBoard itself would.
+
+    Returns:
+        dict: tag -> list of ``(step, value)`` in the order written.
+    """
+    import glob
+    from tensorboard.backend.event_processing.event_accumulator import \
+        EventAccumulator
+    (folder, ) = glob.glob(osp.join(work_dir, '*', 'vis_data'))
+    assert glob.glob(osp.join(folder, 'events.out.tfevents.*')), \
+        f'no TensorBoard event file in {folder}'
+    events = EventAccumulator(folder, size_guidance={'scalars': 0})
+    events.Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)]
+        for tag in events.Tags()['scalars']
+    }
+
+
 @pytest.fixture(scope='session')
 def image_folder(tmp_path_factory) -> str:
     """A generated 4-class ``train``/``val`` image folder (32x32 PNGs)."""

@@ -1,9 +1,13 @@
 """The --cfg-options check and the shared tool helpers."""
+import argparse
+import importlib.util
+
 import pytest
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 from dmue_mm.utils.cli import (check_cfg_options, load_config,
-                               set_dataloader_defaults, set_work_dir)
+                               set_dataloader_defaults, set_vis_backends,
+                               set_work_dir)
 from dmue_mm.utils.errors import CLIError
 
 
@@ -47,6 +51,60 @@ class TestCheckCfgOptions:
     def test_into_scalar(self, cfg):
         with pytest.raises(CLIError, match='is a int'):
             check_cfg_options(cfg, {'train_dataloader.batch_size.x': 1})
+
+
+    def test_unevaluated_dict_string_is_refused(self, cfg):
+        # DictAction keeps "dict(...)" as a string: MMEngine's Visualizer
+        # would fail with a TypeError traceback after the run started
+        parser = argparse.ArgumentParser()
+        parser.add_argument('--o', nargs='+', action=DictAction)
+        options = parser.parse_args(
+            ['--o', "custom_hooks=[dict(type='B')]"]).o
+        with pytest.raises(CLIError, match=r'custom_hooks\.0\.type=NAME'):
+            check_cfg_options(cfg, options)
+
+
+class TestVisBackends:
+
+    @pytest.fixture
+    def vis_cfg(self):
+        return Config(
+            dict(
+                visualizer=dict(
+                    type='UniversalVisualizer',
+                    vis_backends=[dict(type='LocalVisBackend')])))
+
+    def test_tensorboard_added_once_next_to_local(self, vis_cfg):
+        set_vis_backends(vis_cfg, ['tensorboard', 'tensorboard'])
+        assert [b['type'] for b in vis_cfg.visualizer.vis_backends] == [
+            'LocalVisBackend', 'TensorboardVisBackend'
+        ]
+        set_vis_backends(vis_cfg, ['tensorboard'])
+        assert len(vis_cfg.visualizer.vis_backends) == 2
+
+    def test_config_without_visualizer(self):
+        cfg = Config(dict(model=dict()))
+        set_vis_backends(cfg, [])
+        assert 'visualizer' not in cfg
+        set_vis_backends(cfg, ['tensorboard'])
+        assert [b['type'] for b in cfg.visualizer.vis_backends] == [
+            'mmengine.LocalVisBackend', 'TensorboardVisBackend'
+        ]
+
+    @pytest.mark.parametrize('names, option', [
+        (['tensorboard'], None),
+        ([], 'mmengine.TensorboardVisBackend'),
+    ])
+    def test_missing_package_one_line(self, vis_cfg, monkeypatch, names,
+                                      option):
+        real = importlib.util.find_spec
+        monkeypatch.setattr(
+            importlib.util, 'find_spec', lambda name, *a:
+            None if name == 'tensorboard' else real(name, *a))
+        if option:  # --cfg-options visualizer.vis_backends.0.type=...
+            vis_cfg.visualizer.vis_backends[0].type = option
+        with pytest.raises(CLIError, match='pip install tensorboard'):
+            set_vis_backends(vis_cfg, names)
 
 
 class TestHelpers:

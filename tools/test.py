@@ -12,7 +12,9 @@ mean class accuracy, per-class precision/recall/F1, the confusion matrix
 - ``--cm-png PATH`` chooses the PNG, else ``<work_dir>/<timestamp>/
   confusion_matrix.png``;
 - ``--out x.json`` writes the metrics as JSON, ``--out x.pkl`` the pickled
-  predictions (MMPretrain's behaviour); ``--out-item`` overrides the suffix.
+  predictions (MMPretrain's behaviour); ``--out-item`` overrides the suffix;
+- ``--vis-backend tensorboard`` also writes the scalar metrics as TensorBoard
+  events under ``<work_dir>/<timestamp>/vis_data/``.
 
 Example::
 
@@ -33,10 +35,11 @@ import dmue_mm  # noqa: F401  registers the plugin and applies the shims
 from dmue_mm.compat import adapt_cfg_to_machine
 from dmue_mm.evaluation import (add_expression_metric, dump_metrics,
                                 resolve_out_item, set_confusion_png)
+from dmue_mm.hooks import TestMetricsVisHook
 from dmue_mm.utils.cli import (CLIError, add_common_args, cli_entry,
                                load_config, merge_cfg_options,
                                parse_with_local_rank, set_dataloader_defaults,
-                               set_work_dir)
+                               set_vis_backends, set_work_dir)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -136,6 +139,7 @@ def merge_args(cfg, args):
         defaults=dict(pin_memory=True),
         overrides=dict(pin_memory=False) if args.no_pin_memory else None)
     merge_cfg_options(cfg, args.cfg_options)
+    set_vis_backends(cfg, args.vis_backend)
     adapt_cfg_to_machine(cfg)
     return cfg
 
@@ -148,6 +152,7 @@ def main(argv=None):
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     set_confusion_png(runner, args.cm_png)
+    runner.register_hook(TestMetricsVisHook())
     if out_item == 'pred':
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

@@ -4,9 +4,13 @@ Same flags and behaviour as MMPretrain's tool, plus what this machine needs:
 ``--amp`` trains with fp16 on GPU and bf16 on CPU, and a distributed launch
 without a GPU uses gloo (see ``dmue_mm/compat.py``).
 
+``--vis-backend tensorboard`` logs every scalar (each loss term, learning
+rates, validation metrics) to TensorBoard as well as to the JSON log.
+
 Example::
 
     python tools/train.py configs/dmue/res18_rafdb.py --amp
+    python tools/train.py configs/dmue/res18_rafdb.py --vis-backend tensorboard
     tools/dist_train.sh configs/dmue/res18_rafdb.py 4 --resume
 """
 import argparse
@@ -19,7 +23,8 @@ from dmue_mm.compat import adapt_cfg_to_machine
 from dmue_mm.utils.cli import (CLIError, add_common_args, cli_entry,
                                disable_idle_persistent_workers, load_config,
                                merge_cfg_options, parse_with_local_rank,
-                               set_dataloader_defaults, set_work_dir)
+                               set_dataloader_defaults, set_vis_backends,
+                               set_work_dir)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -91,6 +96,7 @@ def merge_args(cfg, args):
         overrides=overrides)
 
     merge_cfg_options(cfg, args.cfg_options)
+    set_vis_backends(cfg, args.vis_backend)
     disable_idle_persistent_workers(cfg, loaders)
     adapt_cfg_to_machine(cfg, amp=args.amp)
     return cfg

@@ -12,7 +12,7 @@ softmax head this equals scaling the logits (the per-row constant cancels),
 and it also applies to averaged scores such as flip test-time augmentation.
 """
 import math
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -160,35 +160,17 @@ def scale_temperature(log_p: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.log_softmax(log_p / temperature, dim=1)
 
 
-def _golden_section(func: Callable[[float], float], low: float, high: float,
-                    tol: float) -> float:
-    """Minimise a unimodal function on ``[low, high]``."""
-    inv_phi = (math.sqrt(5) - 1) / 2
-    x1 = high - inv_phi * (high - low)
-    x2 = low + inv_phi * (high - low)
-    f1, f2 = func(x1), func(x2)
-    while high - low > tol:
-        if f1 <= f2:
-            high, x2, f2 = x2, x1, f1
-            x1 = high - inv_phi * (high - low)
-            f1 = func(x1)
-        else:
-            low, x1, f1 = x1, x2, f2
-            x2 = low + inv_phi * (high - low)
-            f2 = func(x2)
-    return (low + high) / 2
-
-
 def fit_temperature(log_p: torch.Tensor,
                     gt_label: ArrayLike,
                     bounds: Tuple[float, float] = TEMPERATURE_BOUNDS,
                     tol: float = 1e-6) -> float:
     """Temperature ``T`` minimising the NLL of ``softmax(log_p / T)``.
 
-    The NLL is convex in ``1 / T``, hence unimodal in ``log T``, where a
-    golden-section search finds the minimum to ``tol`` (relative precision of
-    ``T``). An optimum outside ``bounds`` returns the nearest bound (e.g. a
-    set classified perfectly wants ``T -> 0``).
+    The NLL is convex in ``1 / T``, hence unimodal in ``log T``, where
+    SciPy's bounded Brent search (``scipy.optimize.minimize_scalar``) finds
+    the minimum to ``tol`` (relative precision of ``T``). An optimum outside
+    ``bounds`` returns the nearest bound to within ``tol`` (e.g. a set
+    classified perfectly wants ``T -> 0``).
 
     Args:
         log_p (torch.Tensor): (N, C) log-probabilities.
@@ -201,10 +183,21 @@ def fit_temperature(log_p: torch.Tensor,
     """
     if log_p.size(0) == 0:
         raise ValueError('cannot fit a temperature on 0 samples')
+    from scipy.optimize import minimize_scalar  # 0.7 s import: when used
     labels = _as_labels(gt_label, log_p.size(0))
-    log_t = _golden_section(
-        lambda x: nll(scale_temperature(log_p, math.exp(x)), labels),
-        math.log(bounds[0]), math.log(bounds[1]), tol)
+
+    def objective(log_t: float) -> float:
+        return nll(scale_temperature(log_p, math.exp(log_t)), labels)
+
+    low, high = math.log(bounds[0]), math.log(bounds[1])
+    result = minimize_scalar(
+        objective, bounds=(low, high), method='bounded',
+        options=dict(xatol=tol))
+    # the bounded search never evaluates the ends, and stops anywhere on the
+    # numerically flat NLL of a separable set: a bound that is at least as
+    # good wins (ties: the smaller T)
+    _, log_t = min((result.fun, result.x), (objective(low), low),
+                   (objective(high), high))
     return math.exp(log_t)
 
 

@@ -7,6 +7,7 @@ error reporting behave the same everywhere.
 import argparse
 import difflib
 import functools
+import importlib.util
 import os
 import os.path as osp
 import sys
@@ -21,8 +22,12 @@ __all__ = [
     'CLIError', 'cli_entry', 'shutdown_process_group', 'load_config',
     'check_cfg_options', 'add_common_args', 'parse_with_local_rank',
     'set_work_dir', 'set_dataloader_defaults',
-    'disable_idle_persistent_workers', 'merge_cfg_options'
+    'disable_idle_persistent_workers', 'merge_cfg_options', 'VIS_BACKENDS',
+    'set_vis_backends'
 ]
+
+#: ``--vis-backend`` name -> (MMEngine backend type, the package it needs)
+VIS_BACKENDS = {'tensorboard': ('TensorboardVisBackend', 'tensorboard')}
 
 
 def cli_entry(main: Callable[[], Any]) -> Callable[[], Any]:
@@ -134,8 +139,25 @@ def check_cfg_options(cfg: Config, options: Optional[Dict[str, Any]]) -> Dict:
                     f'unknown --cfg-options key {key!r}: '
                     f'{".".join(parts[:depth])} is a {type(node).__name__}, '
                     'not a dict')
+        _check_not_code(key, value)
         checked[key] = value
     return checked
+
+
+def _check_not_code(key: str, value: Any) -> None:
+    """Refuse a ``dict(...)`` string: ``DictAction`` parses lists and
+    tuples but never evaluates ``dict(...)``, which then reaches the builders
+    as a string (``visualizer.vis_backends="[dict(type=...)]"`` ends in a
+    TypeError traceback)."""
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_not_code(key, item)
+    elif isinstance(value, str) and value.replace(' ', '').startswith('dict('):
+        raise CLIError(
+            f'--cfg-options {key}: {value!r} stays a string (dict(...) is not '
+            'evaluated); set each field as its own key, e.g. '
+            f'{key}.0.type=NAME for a list item or {key}.type=NAME for a dict '
+            '(TensorBoard: --vis-backend tensorboard)')
 
 
 def load_config(path: str) -> Config:
@@ -149,6 +171,15 @@ def load_config(path: str) -> Config:
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Add the arguments that every runner tool shares with MMPretrain."""
     parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--vis-backend',
+        action='append',
+        choices=sorted(VIS_BACKENDS),
+        default=[],
+        help='also log to this backend (repeatable), next to the local JSON '
+        'log: tensorboard writes event files to <work_dir>/<timestamp>/'
+        'vis_data/ (needs the tensorboard package, requirements/'
+        'optional.txt)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -222,3 +253,42 @@ def merge_cfg_options(cfg: Config, options: Optional[Dict]) -> None:
     """Check and merge ``--cfg-options`` into ``cfg``."""
     if options:
         cfg.merge_from_dict(check_cfg_options(cfg, options))
+
+
+def set_vis_backends(cfg: Config, names: Iterable[str] = ()) -> None:
+    """Add the ``--vis-backend`` backends to ``cfg.visualizer`` and check that
+    every configured backend's package is installed.
+
+    The check also covers backends set through ``--cfg-options`` (e.g.
+    ``visualizer.vis_backends.0.type=TensorboardVisBackend``), which MMEngine
+    would otherwise report with a traceback once the run has started.
+
+    Args:
+        cfg (Config): The config, modified in place.
+        names (Iterable[str]): Keys of :data:`VIS_BACKENDS`.
+
+    Raises:
+        CLIError: A backend's package is missing.
+    """
+    names = list(names)
+    if names and cfg.get('visualizer', None) is None:
+        cfg.visualizer = ConfigDict(
+            type='mmengine.Visualizer',
+            vis_backends=[dict(type='mmengine.LocalVisBackend')])
+    visualizer = cfg.get('visualizer', None) or {}
+    backends = visualizer.get('vis_backends', None) or []
+    for name in names:
+        backend_type = VIS_BACKENDS[name][0]
+        if all(b.get('type', '').split('.')[-1] != backend_type
+               for b in backends):
+            backends.append(ConfigDict(type=backend_type))
+    if names:
+        cfg.visualizer.vis_backends = backends
+    needs = {t: package for t, package in VIS_BACKENDS.values()}
+    for backend in backends:
+        package = needs.get(str(backend.get('type', '')).split('.')[-1])
+        if package and importlib.util.find_spec(package) is None:
+            raise CLIError(
+                f'visualizer backend {backend["type"]} needs the {package!r} '
+                f'package: pip install {package} (or pip install -r '
+                'requirements/optional.txt)')

@@ -105,6 +105,28 @@ class TestTemperatureScaling:
             assert best <= nll(
                 scale_temperature(log_p, fitted * factor), labels)
 
+    @pytest.mark.parametrize('true_temperature, seed', [(2.5, 0), (0.6, 3),
+                                                        (1.7, 1)])
+    def test_fit_is_the_stationary_point(self, true_temperature, seed):
+        """The fit equals the root of dNLL/d(1/T), found independently."""
+        from scipy.optimize import brentq
+        prob, labels = calibrated_then_sharpened(
+            true_temperature, num=500, seed=seed)
+        log_p = log_probabilities(prob)
+        true_class = log_p.gather(1, labels[:, None])[:, 0]
+
+        def slope(beta):  # d/d(beta) of mean(-beta l_y + lse(beta l))
+            scaled = torch.softmax(beta * log_p, dim=1)
+            return float(((scaled * log_p).sum(1) - true_class).mean())
+
+        log_t = -math.log(brentq(slope, 1e-2, 1e2, xtol=1e-15))
+        fitted = math.log(fit_temperature(log_p, labels, tol=1e-6))
+        # the bounded Brent search stops within 2 (sqrt(eps) |x| + tol / 3)
+        # of the minimum x = log T (the golden-section search it replaced:
+        # within tol / 2)
+        bound = 2 * (math.sqrt(np.finfo(float).eps) * abs(fitted) + 1e-6 / 3)
+        assert abs(fitted - log_t) <= bound
+
     def test_perfect_predictions_hit_lower_bound(self):
         fitted = fit_temperature(
             log_probabilities([[0.9, 0.1], [0.2, 0.8]]), [0, 1])

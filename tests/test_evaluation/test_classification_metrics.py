@@ -68,3 +68,55 @@ class TestClassificationReport:
     def test_empty_matrix(self):
         report = classification_report(np.zeros((2, 2), np.int64))
         assert report['top1'] == 0 and report['mean_class_acc'] == 0
+
+
+def random_predictions(seed):
+    """Labels of a few classes, some classes absent or never predicted."""
+    rng = np.random.default_rng(seed)
+    num_classes = int(rng.integers(2, 9))
+    gt = rng.integers(0, num_classes, size=int(rng.integers(1, 200)))
+    pred = np.where(
+        rng.random(gt.size) < 0.6, gt, rng.integers(0, num_classes, gt.size))
+    if seed % 3 == 0:  # a class with no sample and no prediction
+        gt, pred = gt % (num_classes - 1), pred % (num_classes - 1)
+    return pred, gt, num_classes
+
+
+class TestAgainstLibraries:
+    """The matrix and the per-class ratios equal scikit-learn's and
+    MMPretrain's definitions."""
+
+    @pytest.mark.parametrize('seed', range(12))
+    def test_confusion_matrix_is_sklearns(self, seed):
+        from sklearn.metrics import confusion_matrix as sk_confusion
+        pred, gt, num_classes = random_predictions(seed)
+        np.testing.assert_array_equal(
+            confusion_matrix(pred, gt, num_classes),
+            sk_confusion(gt, pred, labels=np.arange(num_classes)))
+
+    @pytest.mark.parametrize('seed', range(12))
+    def test_per_class_scores(self, seed):
+        from mmpretrain.evaluation import SingleLabelMetric
+        from sklearn.metrics import precision_recall_fscore_support
+        pred, gt, num_classes = random_predictions(seed)
+        scores = per_class_scores(confusion_matrix(pred, gt, num_classes))
+        sk = precision_recall_fscore_support(
+            gt, pred, labels=np.arange(num_classes), zero_division=0)
+        # the same divisions: bit-identical
+        np.testing.assert_array_equal(scores['precision'], sk[0] * 100)
+        np.testing.assert_array_equal(scores['recall'], sk[1] * 100)
+        np.testing.assert_array_equal(scores['support'], sk[3])
+        # 2PR/(P+R) here, 2tp/(2tp+fp+fn) there: a few roundings apart
+        eps = np.finfo(np.float64).eps
+        np.testing.assert_allclose(
+            scores['f1-score'], sk[2] * 100, rtol=8 * eps, atol=0)
+        mm = SingleLabelMetric.calculate(
+            torch.from_numpy(pred), torch.from_numpy(gt),
+            average=None, num_classes=num_classes)
+        # MMPretrain divides in float32 (a few float32 roundings)
+        for ours, theirs in zip(
+                (scores['precision'], scores['recall'], scores['f1-score']),
+                mm[:3]):
+            np.testing.assert_allclose(
+                ours, theirs.double().numpy(),
+                rtol=8 * np.finfo(np.float32).eps, atol=0)

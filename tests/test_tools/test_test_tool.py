@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from conftest import (BASELINE_CFG, CLASSES, TOOLS, data_root_options,
-                      load_script, run_tool)
+                      load_script, run_tool, tensorboard_scalars)
 
 TRAIN = osp.join(TOOLS, 'train.py')
 TEST = osp.join(TOOLS, 'test.py')
@@ -76,6 +76,29 @@ class TestTestTool:
             assert name in log
         with Image.open(png) as image:
             assert image.format == 'PNG' and image.size[0] > 500
+
+    def test_tensorboard_metrics(self, checkpoint, image_folder, tmp_path):
+        """``--vis-backend tensorboard``: every scalar metric of ``--out``
+        is in the event files (float32), at step 0."""
+        pytest.importorskip('tensorboard', reason='pip install tensorboard')
+        out, work_dir = tmp_path / 'm.json', tmp_path / 'w'
+        run_tool(
+            tool_args(checkpoint, image_folder, work_dir, '--vis-backend',
+                      'tensorboard', '--out', out),
+            timeout=240)
+        metrics = json.loads(out.read_text())
+        scalars = tensorboard_scalars(str(work_dir))
+        expected = {
+            k: v
+            for k, v in metrics.items() if isinstance(v, (int, float))
+        }
+        assert {'accuracy/top1', 'expression/nll', 'expression/ece'} <= set(
+            expected)
+        assert set(scalars) == set(expected)
+        for key, value in expected.items():
+            ((step, got), ) = scalars[key]
+            assert step == 0
+            assert got == pytest.approx(value, rel=2**-24, abs=1e-30)
 
     def test_pickle_predictions_and_default_png(self, checkpoint, image_folder,
                                                 tmp_path):

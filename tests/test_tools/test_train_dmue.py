@@ -8,7 +8,8 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import CONFIGS, TOOLS, data_root_options, free_port, run_tool
+from conftest import (CONFIGS, TOOLS, data_root_options, free_port, run_tool,
+                      tensorboard_scalars)
 
 CONFIG = osp.join(CONFIGS, 'dmue', 'res18_generated.py')
 CLASSES = ('anger', 'disgust', 'fear', 'happy', 'neutral', 'sad',
@@ -70,3 +71,28 @@ def test_two_epochs(seven_classes, tmp_path, launcher, amp):
         weights_only=False)
     assert ckpt['meta']['epoch'] == 2
     assert any(k.startswith('head.branches.6.') for k in ckpt['state_dict'])
+
+
+def test_tensorboard_logs_every_loss_term(seven_classes, tmp_path):
+    """``--vis-backend tensorboard``: one epoch writes event files holding
+    every logged term at every iteration, equal to the JSON log's values."""
+    pytest.importorskip('tensorboard', reason='pip install tensorboard')
+    work_dir = str(tmp_path / 'work')
+    run_tool([
+        osp.join(TOOLS, 'train.py'), CONFIG, '--work-dir', work_dir,
+        '--vis-backend', 'tensorboard', '--cfg-options',
+        *data_root_options(seven_classes), *SMALL, 'train_cfg.max_epochs=1'
+    ],
+             timeout=300,
+             env={'OMP_NUM_THREADS': '1'})
+    scalars = tensorboard_scalars(work_dir)
+    train = [r for r in records(work_dir) if 'loss_wce' in r]
+    assert len(train) == 4  # 28 images, batch 8, logged every iteration
+    for key in LOGGED:
+        assert key in scalars, f'{key} not in the TensorBoard events'
+        logged = [(r['step'], r[key]) for r in train]
+        assert [step for step, _ in scalars[key]] == [s for s, _ in logged]
+        # the same value; TensorBoard stores it rounded once to float32
+        for (_, got), (_, want) in zip(scalars[key], logged):
+            assert got == pytest.approx(want, rel=2**-24, abs=1e-30)
+    assert 'accuracy/top1' in scalars
