@@ -10,8 +10,8 @@
 #   whole model trains in eval mode (BN statistics frozen, dropout off);
 # * total_batch_size: 72 over all processes; tools/train.py gives each of
 #   k processes 72 / k samples and global pairwise statistics.
-# The recipes add the MS-Celeb-1M initialisation and released_code=True
-# (frozen uncertainty MLP and BN-neck affine).
+# The recipes add the released model (models/dmue_*_released.py: MS-Celeb-1M
+# initialisation, frozen uncertainty MLP and BN-neck affine).
 _base_ = ['./schedules/dmue_adam_36e.py', './dmue_runtime.py']
 
 train_cfg = dict(

@@ -6,11 +6,7 @@
 # The paper's method: r50ibn_affectnet_paper.py.
 _base_ = [
     '../_base_/datasets/affectnet8.py',
-    '../_base_/models/dmue_r50ibn_msceleb.py',
+    '../_base_/models/dmue_r50ibn_released.py',
     '../_base_/dmue_released.py',
 ]
-model = dict(
-    head=dict(
-        num_classes={{_base_.num_classes}},
-        ramp_a=6,
-        released_code=True))
+model = dict(head=dict(num_classes={{_base_.num_classes}}, ramp_a=6))

@@ -6,11 +6,7 @@
 # r50ibn_ferplus_paper.py.
 _base_ = [
     '../_base_/datasets/ferplus.py',
-    '../_base_/models/dmue_r50ibn_msceleb.py',
+    '../_base_/models/dmue_r50ibn_released.py',
     '../_base_/dmue_released.py',
 ]
-model = dict(
-    head=dict(
-        num_classes={{_base_.num_classes}},
-        ramp_a=12,
-        released_code=True))
+model = dict(head=dict(num_classes={{_base_.num_classes}}, ramp_a=12))

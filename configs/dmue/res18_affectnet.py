@@ -6,11 +6,7 @@
 # res18_affectnet_paper.py.
 _base_ = [
     '../_base_/datasets/affectnet8.py',
-    '../_base_/models/dmue_faceres18_msceleb.py',
+    '../_base_/models/dmue_faceres18_released.py',
     '../_base_/dmue_released.py',
 ]
-model = dict(
-    head=dict(
-        num_classes={{_base_.num_classes}},
-        ramp_a=6,
-        released_code=True))
+model = dict(head=dict(num_classes={{_base_.num_classes}}, ramp_a=6))

@@ -5,11 +5,7 @@
 # batch 72. The paper's method: res18_rafdb_paper.py.
 _base_ = [
     '../_base_/datasets/rafdb.py',
-    '../_base_/models/dmue_faceres18_msceleb.py',
+    '../_base_/models/dmue_faceres18_released.py',
     '../_base_/dmue_released.py',
 ]
-model = dict(
-    head=dict(
-        num_classes={{_base_.num_classes}},
-        ramp_a=10,
-        released_code=True))
+model = dict(head=dict(num_classes={{_base_.num_classes}}, ramp_a=10))

@@ -8,7 +8,7 @@ import re
 
 import pytest
 import torch
-from conftest import CONFIGS, run_tool
+from conftest import CONFIGS, TOOLS, data_root_options, run_tool
 from dmue_testing import TINY_RESNET, one_thread, quiet_init  # noqa: F401
 from mmengine.config import Config
 from mmengine.logging import MMLogger
@@ -103,7 +103,7 @@ class TestRecipe:
         convert_msceleb(src, out)  # the documented command's output
         cfg = Config.fromfile(
             osp.join(CONFIGS, '_base_', 'models',
-                     'dmue_faceres18_msceleb.py'))
+                     'dmue_faceres18_released.py'))
         cfg.model.head.num_classes = K
         cfg.model.backbone.init_cfg.checkpoint = out
         model = MODELS.build(cfg.model)
@@ -126,7 +126,6 @@ class TestRecipe:
             "'configs/pretrain/faceres18_mvsoftmax_msceleb.py')),"
             " head=dict(num_classes=4))\n"
             "data_preprocessor = dict(num_classes=4)\n")
-        from conftest import TOOLS, data_root_options
         result = run_tool(
             [osp.join(TOOLS, 'train.py'), str(config), '--work-dir',
              str(tmp_path / 'work'), '--cfg-options',

@@ -1,5 +1,7 @@
-# DMUE on the face ResNet-18, its trunk (and so every branch copy) loaded
-# from face-recognition pretraining on MS-Celeb-1M. The file is made by
+# The released DMUE model on the face ResNet-18: the uncertainty MLP and the
+# BN-neck affine frozen (released_code=True), the trunk (and so every branch
+# copy) loaded from face-recognition pretraining on MS-Celeb-1M. The file is
+# made by
 #   python tools/convert.py msceleb mv_epoch_17.pt \
 #       -o pretrain/faceres18_msceleb.pth
 # (the authors' weights), or by training
@@ -15,4 +17,5 @@ model = dict(
             checkpoint='pretrain/faceres18_msceleb.pth',
             prefix='backbone.',
             pretrain_config='configs/pretrain/faceres18_mvsoftmax_msceleb.py'
-        )))
+        )),
+    head=dict(released_code=True))

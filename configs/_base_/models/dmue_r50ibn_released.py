@@ -1,4 +1,5 @@
-# DMUE on ResNet-50-IBN-a (no BN-neck), its trunk (and every branch copy)
+# The released DMUE model on ResNet-50-IBN-a (no BN-neck): the uncertainty
+# MLP frozen (released_code=True), the trunk (and every branch copy)
 # loaded from MS-Celeb-1M pretraining: the file is made by
 #   python tools/convert.py msceleb mv_epoch_17.pt \
 #       -o pretrain/r50ibn_msceleb.pth
@@ -13,4 +14,5 @@ model = dict(
             type='StrictPretrained',
             checkpoint='pretrain/r50ibn_msceleb.pth',
             prefix='backbone.',
-            pretrain_config='configs/pretrain/r50ibn_mvsoftmax_msceleb.py')))
+            pretrain_config='configs/pretrain/r50ibn_mvsoftmax_msceleb.py')),
+    head=dict(released_code=True))
