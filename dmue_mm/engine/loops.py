@@ -118,6 +118,9 @@ class DMUETrainLoop(EpochBasedTrainLoop):
         self.runner.call_hook('before_train_epoch')
         self.runner.model.train()
         self.skipped_in_epoch = 0
+        # the total so far (restored from the checkpoint on resume)
+        self.skipped_total = (
+            self.runner.message_hub.get_info('skipped_batches') or 0)
         length = len(self.dataloader)
         for idx, data_batch in enumerate(self.dataloader):
             used = self.run_iter(idx, data_batch)
