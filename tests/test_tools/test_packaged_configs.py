@@ -3,6 +3,7 @@
 repository) and from a normal install (a built wheel)."""
 import glob
 import os.path as osp
+import shutil
 import sys
 import zipfile
 
@@ -53,9 +54,15 @@ def test_config_in_a_tmp_folder_trains_one_epoch(tmp_path):
 
 
 def test_normal_install_ships_the_configs(tmp_path):
+    # build from a clean copy: an in-tree build/ would keep stale files
+    source = tmp_path / 'source'
+    shutil.copytree(
+        ROOT, source, symlinks=True,
+        ignore=shutil.ignore_patterns('.git', 'build', '*.egg-info', '.venv',
+                                      'work_dirs', 'data', '__pycache__'))
     run_tool([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
-              '--no-build-isolation', '-w', str(tmp_path / 'wheel'), ROOT],
-             timeout=300)
+              '--no-build-isolation', '-w', str(tmp_path / 'wheel'),
+              str(source)], timeout=300)
     (wheel, ) = glob.glob(str(tmp_path / 'wheel' / '*.whl'))
     shipped = {
         name[len('dmue_mm/.mim/configs/'):]
