@@ -1,4 +1,4 @@
-from .loops import DMUETrainLoop, batch_class_counts
+from .loops import DMUETrainLoop, batch_class_counts, must_skip
 from .optimizers import DMUEOptimWrapperConstructor
 from .pretrained import PretrainedError, StrictPretrainedInit
 from .schedulers import GroupStepLR
@@ -6,6 +6,6 @@ from .total_batch import apply_total_batch_size, launched_world_size
 
 __all__ = [
     'DMUEOptimWrapperConstructor', 'GroupStepLR', 'DMUETrainLoop',
-    'batch_class_counts', 'StrictPretrainedInit', 'PretrainedError',
-    'apply_total_batch_size', 'launched_world_size'
+    'batch_class_counts', 'must_skip', 'StrictPretrainedInit',
+    'PretrainedError', 'apply_total_batch_size', 'launched_world_size'
 ]

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from dmue_mm.hooks.checkpoint import IN_EPOCH_VAL_KEY
 
-__all__ = ['DMUETrainLoop', 'batch_class_counts']
+__all__ = ['DMUETrainLoop', 'batch_class_counts', 'must_skip']
 
 
 def batch_class_counts(data_samples: Sequence, num_classes: int
@@ -27,6 +27,34 @@ def batch_class_counts(data_samples: Sequence, num_classes: int
     """
     labels = torch.cat([s.gt_label.reshape(-1) for s in data_samples])
     return torch.bincount(labels.long().cpu(), minlength=num_classes)
+
+
+def must_skip(data_samples: Sequence,
+              num_classes: int,
+              min_samples: int = 2,
+              global_decision: bool = False) -> bool:
+    """Whether a batch has a class of fewer than ``min_samples`` samples.
+
+    The same answer on every DDP rank (one all-reduce; none without a
+    process group): with ``global_decision`` on the class counts of the
+    global batch, otherwise True on every rank when it holds on any.
+
+    Args:
+        data_samples (Sequence[DataSample]): This rank's batch.
+        num_classes (int): ``K``; an absent class counts 0.
+        min_samples (int): Defaults to 2 (the released ``check_batch``).
+        global_decision (bool): Decide on the global batch.
+
+    Returns:
+        bool: Skip the batch.
+    """
+    counts = batch_class_counts(data_samples, num_classes)[:num_classes]
+    if global_decision:
+        all_reduce(counts)  # the global batch's counts
+        return bool((counts < min_samples).any())
+    failed = torch.tensor(int((counts < min_samples).any()))
+    all_reduce(failed)  # any rank fails: every rank skips
+    return bool(failed.item() > 0)
 
 
 @LOOPS.register_module()
@@ -140,7 +168,9 @@ class DMUETrainLoop(EpochBasedTrainLoop):
         Returns:
             bool: Whether the batch was used.
         """
-        if self.skip_batches and self._must_skip(data_batch):
+        if self.skip_batches and must_skip(
+                data_batch['data_samples'], self.num_classes,
+                self.min_samples, self.global_skip):
             self.skipped_in_epoch += 1
             self.skipped_total += 1
             self.runner.message_hub.update_info('skipped_batches',
@@ -149,16 +179,6 @@ class DMUETrainLoop(EpochBasedTrainLoop):
             return False
         super().run_iter(idx, data_batch)
         return True
-
-    def _must_skip(self, data_batch: Dict) -> bool:
-        counts = batch_class_counts(data_batch['data_samples'],
-                                    self.num_classes)[:self.num_classes]
-        if self.global_skip:
-            all_reduce(counts)  # the global batch's counts (no-op: 1 proc)
-            return bool((counts < self.min_samples).any())
-        failed = torch.tensor(int((counts < self.min_samples).any()))
-        all_reduce(failed)  # any rank fails: every rank skips
-        return bool(failed.item() > 0)
 
     def _in_epoch_val_due(self, idx: int, length: int) -> bool:
         return (self.val_iters is not None
