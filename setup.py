@@ -35,6 +35,10 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10',
     packages=find_packages(include=['dmue_mm', 'dmue_mm.*']),
+    # the configs, for `_base_ = 'dmue_mm::dmue/res18_rafdb.py'` (MMPretrain's
+    # `.mim` layout; in the repository `dmue_mm/.mim/configs` is a symlink
+    # to configs/, which a wheel build copies)
+    package_data={'dmue_mm': ['.mim/configs/**/*.py']},
     install_requires=read_requirements('runtime'),
     extras_require=dict(
         tests=read_requirements('tests'),

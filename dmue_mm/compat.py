@@ -28,6 +28,13 @@ Shims:
     :func:`adapt_cfg_to_machine` selects it for ``--amp`` on CPU; on GPU the
     stock fp16 ``AmpOptimWrapper`` with dynamic loss scaling is used, exactly
     as MMPretrain does.
+(e) MMEngine resolves ``_base_ = 'pkg::path'`` only for the OpenMMLab
+    packages it lists, and through ``get_installed_path``, which misses an
+    editable install. :func:`patch_config_package` makes
+    ``'dmue_mm::dmue/res18_rafdb.py'`` read the configs shipped in the
+    imported package (``dmue_mm/.mim/configs``, MMPretrain's layout: a
+    symlink to ``configs/`` in the repository, copied into a wheel), as the
+    repository's own bases are read.
 """
 import os.path as osp
 from contextlib import contextmanager
@@ -48,6 +55,7 @@ from mmpretrain.registry import OPTIM_WRAPPERS
 __all__ = [
     'install_checkpoint_loader', 'load_local_checkpoint', 'adjust_hue',
     'patch_adjust_hue', 'BF16AmpOptimWrapper', 'adapt_cfg_to_machine',
+    'CONFIG_PREFIX', 'packaged_configs_dir', 'patch_config_package',
     'apply_import_time_shims'
 ]
 
@@ -231,7 +239,40 @@ def _init_cpu_process_group(launcher: str) -> None:
     torch_dist.init_process_group(backend='gloo')
 
 
+# --------------------------------------------------------------------------
+# (e) `dmue_mm::` config paths
+# --------------------------------------------------------------------------
+#: prefix of a config shipped in the package
+CONFIG_PREFIX = 'dmue_mm::'
+
+
+def packaged_configs_dir() -> str:
+    """The configs folder of the imported ``dmue_mm`` package."""
+    return osp.join(osp.dirname(osp.abspath(__file__)), '.mim', 'configs')
+
+
+def patch_config_package() -> None:
+    """Let configs inherit ``'dmue_mm::<path under configs/>'`` (e)."""
+    original = Config._get_cfg_path
+    if getattr(original, '_dmue_mm', False):
+        return
+
+    def _get_cfg_path(cfg_path: str, filename: str):
+        if not cfg_path.startswith(CONFIG_PREFIX):
+            return original(cfg_path, filename)
+        path = osp.join(packaged_configs_dir(), cfg_path[len(CONFIG_PREFIX):])
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'{cfg_path!r} (in {filename}) is not a config of the '
+                f'installed dmue_mm: no {path}')
+        return path, None  # read as a local base: no registry scope
+
+    _get_cfg_path._dmue_mm = True
+    Config._get_cfg_path = staticmethod(_get_cfg_path)
+
+
 def apply_import_time_shims() -> None:
-    """Apply the shims that are safe to apply on import (a, b)."""
+    """Apply the shims that are safe to apply on import (a, b, e)."""
     install_checkpoint_loader()
     patch_adjust_hue()
+    patch_config_package()

@@ -20,6 +20,7 @@ from mmengine.runner import Runner
 
 import dmue_mm  # noqa: F401  registers the plugin and applies the shims
 from dmue_mm.compat import adapt_cfg_to_machine
+from dmue_mm.engine import apply_total_batch_size, launched_world_size
 from dmue_mm.utils.cli import (CLIError, add_common_args, cli_entry,
                                disable_idle_persistent_workers, load_config,
                                merge_cfg_options, parse_with_local_rank,
@@ -97,6 +98,8 @@ def merge_args(cfg, args):
 
     merge_cfg_options(cfg, args.cfg_options)
     set_vis_backends(cfg, args.vis_backend)
+    apply_total_batch_size(cfg, launched_world_size(args.launcher),
+                           args.cfg_options)
     disable_idle_persistent_workers(cfg, loaders)
     adapt_cfg_to_machine(cfg, amp=args.amp)
     return cfg

@@ -1,10 +1,12 @@
-# DMUE, face ResNet-18, FERPlus (8 classes), ramp_a 12
-# (the released config comment: 10/12/14).
+# DMUE, face ResNet-18, FERPlus (8 classes), ramp_a 12 (the released config
+# comment: 10/12/14). The released training (docs/recipes.md): MS-Celeb-1M
+# initialisation, frozen uncertainty MLP and BN-neck affine, eval mode from
+# iteration 200 of each epoch, evaluation every 200 iterations, singleton
+# batches skipped, total batch 72. The paper's method: res18_ferplus_paper.py.
 _base_ = [
     '../_base_/datasets/ferplus.py',
-    '../_base_/models/dmue_faceres18.py',
-    '../_base_/schedules/dmue_adam_36e.py',
-    '../_base_/dmue_runtime.py',
+    '../_base_/models/dmue_faceres18_released.py',
+    '../_base_/dmue_released.py',
 ]
 model = dict(head=dict(num_classes={{_base_.num_classes}},
                        loss=dict(ramp_a=12)))

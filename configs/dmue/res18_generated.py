@@ -1,9 +1,9 @@
 # DMUE on a generated 7-class image folder (tests and demos; no real data):
 # MMPretrain's ResNet-18 on 32x32 images, the DMUE schedule shortened to 2
 # epochs. Point it at a folder written by dmue_mm.utils.write_image_folder:
-#   --cfg-options train_dataloader.dataset.data_root=DIR \
-#       val_dataloader.dataset.data_root=DIR \
-#       test_dataloader.dataset.data_root=DIR
+# --cfg-options train_dataloader.dataset.data_root=DIR \
+# val_dataloader.dataset.data_root=DIR \
+# test_dataloader.dataset.data_root=DIR
 _base_ = [
     '../_base_/datasets/generated_folder.py',
     '../_base_/models/dmue_faceres18.py',

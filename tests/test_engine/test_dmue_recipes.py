@@ -1,4 +1,5 @@
-"""The DMUE recipe configs follow spec §4 and build."""
+"""The DMUE recipe configs follow the released training and build; each
+has a paper-mode variant that differs in exactly the three switches."""
 import glob
 import os.path as osp
 
@@ -11,22 +12,29 @@ import dmue_mm  # noqa: F401
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RECIPES = sorted(
     p for p in glob.glob(osp.join(ROOT, 'configs', 'dmue', '*.py'))
-    if not p.endswith('_generated.py'))
+    if not p.endswith(('_generated.py', '_paper.py')))
 # recipe -> (classes, ramp_a, backbone, bnneck)
 EXPECTED = {
     'res18_affectnet': (8, 6, 'FaceResNet', True),
     'res18_affectnet7': (7, 6, 'FaceResNet', True),
     'res18_rafdb': (7, 10, 'FaceResNet', True),
     'res18_ferplus': (8, 12, 'FaceResNet', True),
+    'res18_sfew': (7, 10, 'FaceResNet', True),
     'r50ibn_affectnet': (8, 6, 'ResNetIBN', False),
     'r50ibn_affectnet7': (7, 6, 'ResNetIBN', False),
     'r50ibn_rafdb': (7, 10, 'ResNetIBN', False),
     'r50ibn_ferplus': (8, 12, 'ResNetIBN', False),
+    'r50ibn_sfew': (7, 10, 'ResNetIBN', False),
 }
+PRETRAINED = dict(FaceResNet='pretrain/faceres18_msceleb.pth',
+                  ResNetIBN='pretrain/r50ibn_msceleb.pth')
 
 
 def test_every_recipe_is_checked():
     assert {osp.basename(p)[:-3] for p in RECIPES} == set(EXPECTED)
+    papers = glob.glob(osp.join(ROOT, 'configs', 'dmue', '*_paper.py'))
+    assert {osp.basename(p)[:-len('_paper.py')]
+            for p in papers} == set(EXPECTED)
 
 
 @pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
@@ -41,7 +49,8 @@ def test_recipe(path):
     assert (head.loss.type, head.loss.soft_weight, head.loss.temperature,
             head.loss.sp_weight, head.dropout) == ('DMUELoss', 0.5, 1.2,
                                                    1000.0, 0.5)
-    assert not head.released_code and not head.global_stats
+    assert head.released_code and not head.global_stats
+    assert cfg.total_batch_size == 72
     assert cfg.train_dataloader.batch_size == 72
     assert cfg.val_dataloader.batch_size == 16
     assert cfg.train_cfg.max_epochs == 36
@@ -52,6 +61,30 @@ def test_recipe(path):
     crop = [t for t in cfg.train_pipeline if t.type == 'RandomCrop']
     assert crop and crop[0].crop_size == 224
     assert cfg.data_preprocessor.mean == [127.5] * 3
+    # the released protocol
+    assert cfg.train_cfg == dict(type='DMUETrainLoop', max_epochs=36,
+                                 val_interval=1, val_iters=200,
+                                 skip_batches=True)
+    assert cfg.default_hooks.eval_mode == dict(type='EvalModeSwitchHook',
+                                               iters=200)
+    assert cfg.default_hooks.checkpoint.type == 'InEpochCheckpointHook'
+    assert cfg.default_hooks.checkpoint.save_best == 'auto'
+    assert cfg.model.backbone.init_cfg == dict(
+        type='StrictPretrained', checkpoint=PRETRAINED[backbone],
+        prefix='backbone.', pretrain_config=cfg.model.backbone.init_cfg[
+            'pretrain_config'])
+    assert osp.isfile(osp.join(ROOT,
+                               cfg.model.backbone.init_cfg.pretrain_config))
+
+
+@pytest.mark.parametrize('path', RECIPES, ids=osp.basename)
+def test_paper_variant_changes_only_the_switches(path):
+    released = Config.fromfile(path).to_dict()
+    paper = Config.fromfile(path[:-3] + '_paper.py').to_dict()
+    released['model']['head']['released_code'] = False
+    released['train_cfg']['skip_batches'] = False
+    released['default_hooks']['eval_mode']['iters'] = None
+    assert paper == released
 
 
 @pytest.mark.parametrize('name', ['res18_rafdb', 'r50ibn_affectnet'])

@@ -46,8 +46,9 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 
-# Batch 72 and 4 workers as the original, per process: with k GPUs set
-# batch_size=72 // k to keep the original's total batch.
+# Batch 72 and 4 workers as the original. The DMUE recipes set
+# total_batch_size = 72, which tools/train.py splits over k processes
+# (72 / k each); a config without it trains batch_size per process.
 train_dataloader = dict(
     batch_size=72,
     num_workers=4,
