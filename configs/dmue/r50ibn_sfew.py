@@ -9,4 +9,5 @@ _base_ = [
     '../_base_/models/dmue_r50ibn_released.py',
     '../_base_/dmue_released.py',
 ]
-model = dict(head=dict(num_classes={{_base_.num_classes}}, ramp_a=10))
+model = dict(head=dict(num_classes={{_base_.num_classes}},
+                       loss=dict(ramp_a=10)))

@@ -121,7 +121,8 @@ def optimiser_at_epoch(model):
 
 def test_one_eval_phase_step_matches_reference():
     torch.manual_seed(0)
-    model = tiny_dmue(K, released_code=True, ramp_a=ALPHA)
+    model = tiny_dmue(K, released_code=True,
+                      loss=dict(type='DMUELoss', ramp_a=ALPHA))
     randomise(model)
     model.eval()  # the released eval phase
     MessageHub.get_current_instance().update_info('epoch', EPOCH)

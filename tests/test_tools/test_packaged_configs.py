@@ -79,13 +79,13 @@ def test_normal_install_ships_the_configs(tmp_path):
               '--target', str(target), wheel], timeout=300)
     config = tmp_path / 'mine.py'
     config.write_text("_base_ = 'dmue_mm::dmue/r50ibn_sfew.py'\n"
-                      'model = dict(head=dict(ramp_a=9))\n')
+                      'model = dict(head=dict(loss=dict(ramp_a=9)))\n')
     script = ('import sys, dmue_mm\n'
               'from mmengine.config import Config\n'
               f'assert dmue_mm.__file__.startswith({str(target)!r})\n'
               'cfg = Config.fromfile(sys.argv[1])\n'
               'print(cfg.model.backbone.type, cfg.model.head.num_classes, '
-              'cfg.model.head.ramp_a, cfg.train_cfg.type)\n')
+              'cfg.model.head.loss.ramp_a, cfg.train_cfg.type)\n')
     result = run_tool([sys.executable, '-c', script, str(config)],
                       cwd=str(tmp_path),
                       env={'PYTHONPATH': str(target)})
