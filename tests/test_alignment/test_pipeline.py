@@ -30,6 +30,16 @@ def _save(path, img):
     Image.fromarray(img).save(path)
 
 
+def _class_folder(tmp_path, small_photos):
+    """``in/happy/h.jpg``, ``in/sad/a.png`` and a blank ``in/sad/blank.png``
+    (no face), listed with the class layout."""
+    src_dir = tmp_path / 'in'
+    _save(src_dir / 'happy' / 'h.jpg', small_photos['hopper'])
+    _save(src_dir / 'sad' / 'a.png', small_photos['astro'])
+    _save(src_dir / 'sad' / 'blank.png', np.zeros((64, 64, 3), np.uint8))
+    return src_dir, list_folder(str(src_dir), 'class')
+
+
 def _run(source, out, detector, **kwargs):
     kwargs.setdefault('workers', 0)
     return run_alignment(source,
@@ -43,11 +53,7 @@ class TestFolderOutput:
 
     def test_labels_resume_and_crash_recovery(self, tmp_path, detector,
                                               small_photos):
-        src_dir = tmp_path / 'in'
-        _save(src_dir / 'happy' / 'h.jpg', small_photos['hopper'])
-        _save(src_dir / 'sad' / 'a.png', small_photos['astro'])
-        _save(src_dir / 'sad' / 'blank.png', np.zeros((64, 64, 3), np.uint8))
-        source = list_folder(str(src_dir), 'class')
+        src_dir, source = _class_folder(tmp_path, small_photos)
         out = tmp_path / 'out'
         summary = _run(source, out, detector, batch_size=2)
         assert (summary.aligned, summary.faces, summary.failed) == (2, 2, 1)
@@ -115,11 +121,7 @@ class TestAlignmentRecords:
 
     def test_records_rebuild_the_crops_and_survive_a_resume(
             self, tmp_path, detector, small_photos):
-        src_dir = tmp_path / 'in'
-        _save(src_dir / 'happy' / 'h.jpg', small_photos['hopper'])
-        _save(src_dir / 'sad' / 'a.png', small_photos['astro'])
-        _save(src_dir / 'sad' / 'blank.png', np.zeros((64, 64, 3), np.uint8))
-        source = list_folder(str(src_dir), 'class')
+        src_dir, source = _class_folder(tmp_path, small_photos)
         out = tmp_path / 'out'
         _run(source, out, detector)
         path = str(out / 'alignment.jsonl')
