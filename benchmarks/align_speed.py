@@ -178,6 +178,7 @@ def summarise(args, seconds: Dict[str, List[float]]) -> dict:
                            batch_size=args.batch_size,
                            repeats=args.repeats,
                            cpus=len(os.sched_getaffinity(0)),
+                           omp_wait_policy=os.environ.get('OMP_WAIT_POLICY'),
                            torch=torch.__version__),
                 results=results)
 

@@ -102,7 +102,8 @@ def _step(video_fps: float, fps: Optional[float]) -> float:
     return max(1.0, video_fps / fps)
 
 
-def read_frames(path: str, fps: Optional[float] = None) -> Iterator[VideoFrame]:
+def read_frames(path: str,
+                fps: Optional[float] = None) -> Iterator[VideoFrame]:
     """The frames of a video, sampled at about ``fps`` per second.
 
     Frame ``i`` is kept when ``floor(i / step)`` increases, with
