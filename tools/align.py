@@ -15,7 +15,9 @@ Examples::
     # AffectNet (8 classes) into a folder
     python tools/align.py data/AffectNet --dataset affectnet --out data/an8
 
-A rerun skips the images already done; failures are listed in report.tsv.
+A rerun skips the images already done; failures are listed in report.tsv,
+and alignment.jsonl records how every crop was made (source, face box and
+score, the five landmarks, the 2x3 matrix; docs/align.md).
 """
 import argparse
 import os.path as osp

@@ -15,7 +15,8 @@ from .geometry import (box_crop_transform, compose, invert,
                        similarity_transform, transform_points, warp_image)
 from .imageio import (IMAGE_EXTENSIONS, ImageReadError, load_rgb,
                       sample_photos, to_rgb_uint8)
-from .pipeline import AlignSettings, AlignSummary, output_names, run_alignment
+from .pipeline import (AlignSettings, AlignSummary, crop_record, output_names,
+                       read_records, run_alignment)
 from .sources import (FOLDER_LAYOUTS, Record, Source, from_layout,
                       list_affectnet, list_file, list_folder, list_rafdb)
 from .template import (DMUE_TEMPLATE, WFLW_TEMPLATE_800, FaceTemplate,
@@ -28,7 +29,8 @@ __all__ = [
     'box_crop_transform', 'compose', 'invert', 'similarity_transform',
     'transform_points', 'warp_image', 'IMAGE_EXTENSIONS', 'ImageReadError',
     'load_rgb', 'sample_photos', 'to_rgb_uint8',
-    'AlignSettings', 'AlignSummary', 'output_names', 'run_alignment',
+    'AlignSettings', 'AlignSummary', 'crop_record', 'output_names',
+    'read_records', 'run_alignment',
     'FOLDER_LAYOUTS', 'Record', 'Source', 'from_layout', 'list_affectnet',
     'list_file', 'list_folder', 'list_rafdb', 'DMUE_TEMPLATE',
     'WFLW_TEMPLATE_800', 'FaceTemplate', 'derive_template',

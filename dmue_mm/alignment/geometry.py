@@ -4,10 +4,11 @@ Every transform is a (2, 3) float64 matrix ``M`` mapping input pixel
 coordinates ``(x, y)`` to output coordinates ``M @ (x, y, 1)``, OpenCV's
 convention for :func:`cv2.warpAffine` (pixel centres at integers).
 """
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
+from skimage.transform import SimilarityTransform
 
 __all__ = [
     'similarity_transform', 'compose', 'invert', 'transform_points',
@@ -15,22 +16,17 @@ __all__ = [
 ]
 
 
-def similarity_transform(
-        src: np.ndarray,
-        dst: np.ndarray,
-        weights: Optional[Sequence[float]] = None) -> np.ndarray:
-    """Weighted least-squares similarity (rotation, uniform scale,
-    translation) that maps ``src`` onto ``dst`` (Umeyama, 1991; no
-    reflection).
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) that
+    maps ``src`` onto ``dst``: Umeyama's (1991) fit, no reflection, from
+    :meth:`skimage.transform.SimilarityTransform.from_estimate`.
 
     Args:
         src (np.ndarray): (N, 2) source points, N >= 2.
         dst (np.ndarray): (N, 2) target points.
-        weights (Sequence[float], optional): (N,) non-negative point weights;
-            equal by default.
 
     Returns:
-        np.ndarray: (2, 3) matrix minimising ``sum w |M(src) - dst|^2``.
+        np.ndarray: (2, 3) matrix minimising ``sum |M(src) - dst|^2``.
     """
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
@@ -38,26 +34,10 @@ def similarity_transform(
             src) < 2:
         raise ValueError('src and dst must be (N, 2) arrays of the same '
                          f'shape with N >= 2, got {src.shape} and {dst.shape}')
-    w = np.ones(len(src)) if weights is None else np.asarray(
-        weights, np.float64)
-    if w.shape != (len(src), ) or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f'weights must be {len(src)} non-negative values '
-                         f'with a positive sum, got {weights}')
-    w = w / w.sum()
-    src_mean, dst_mean = w @ src, w @ dst
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    src_var = w @ (src_c**2).sum(1)
-    if src_var <= 0:
+    fit = SimilarityTransform.from_estimate(src, dst)
+    if not fit:
         raise ValueError('the source points coincide: no similarity fits')
-    cov = (dst_c * w[:, None]).T @ src_c
-    u, s, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[1] = -1
-    rot = u @ np.diag(d) @ vt
-    scale = (s * d).sum() / src_var
-    shift = dst_mean - scale * rot @ src_mean
-    return np.hstack([scale * rot, shift[:, None]])
+    return fit.params[:2].copy()
 
 
 def compose(*mats: np.ndarray) -> np.ndarray:

@@ -13,6 +13,10 @@ Bookkeeping, next to the output:
   done when the journal says so and its outputs exist;
 * ``report.tsv`` lists every input that gave no output, with the reason
   (unreadable file, no face, left out by the dataset's rules);
+* ``alignment.jsonl``: one JSON record per written crop (source image,
+  output, face box and score, the five landmarks, the 2x3 matrix that made
+  the crop), appended as each image is done and rewritten at the end in
+  input order, one record per output (see :func:`crop_record`);
 * the settings (``.align_settings.json``): a rerun with other settings is
   refused unless ``overwrite`` is set;
 * for folders, ``labels.txt`` (``relpath [label]``, MMPretrain's list
@@ -25,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from dmue_mm.datasets import LMDBWriter
@@ -38,7 +43,10 @@ from .imageio import ImageReadError, load_rgb
 from .sources import Record, Source
 from .template import DMUE_TEMPLATE
 
-__all__ = ['AlignSettings', 'AlignSummary', 'run_alignment', 'output_names']
+__all__ = [
+    'AlignSettings', 'AlignSummary', 'run_alignment', 'output_names',
+    'crop_record', 'read_records'
+]
 
 _EXT = {'png': '.png', 'jpeg': '.jpg'}
 
@@ -117,6 +125,53 @@ def output_names(record: Record, faces: int, keep_all: bool,
     if not keep_all:
         return [stem + ext]
     return [f'{stem}_face{i}{ext}' for i in range(faces)]
+
+
+def crop_record(record: Record, output: str, face: AlignedFace,
+                mode: str) -> dict:
+    """The audit record of one written crop (a line of ``alignment.jsonl``).
+
+    Args:
+        record (Record): The input image.
+        output (str): The crop's path relative to the output folder, or its
+            LMDB key (``<split>/<name>``).
+        face (AlignedFace): The aligned face.
+        mode (str): ``'align'`` or ``'crop'``.
+
+    Returns:
+        dict: ``source`` (the input file), ``output``, ``split``, ``label``,
+        ``mode``, ``box`` (x0, y0, x1, y1) and ``score`` of the MTCNN face,
+        ``landmarks`` (5 x [x, y]: eyes, nose tip, mouth corners, as used for
+        the warp), ``refined`` (whether the refinement pass gave them) and
+        ``matrix`` (2 x 3, source pixels to crop pixels, OpenCV's
+        ``warpAffine`` convention). Coordinates are in the pixels of the
+        source image as read (EXIF orientation applied).
+    """
+    return dict(source=record.path,
+                output=output,
+                split=record.split,
+                label=record.label,
+                mode=mode,
+                box=[float(v) for v in face.box],
+                score=float(face.prob),
+                landmarks=np.asarray(face.landmarks, float).tolist(),
+                refined=bool(face.refined),
+                matrix=np.asarray(face.matrix, float).tolist())
+
+
+def read_records(path: str) -> List[dict]:
+    """The records of an ``alignment.jsonl`` file (a line cut short by a
+    crash is skipped)."""
+    out = []
+    if not osp.isfile(path):
+        return out
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
 
 
 # ----------------------------------------------------------------------
@@ -289,6 +344,49 @@ class _Journal:
         self._file.close()
 
 
+class _Records:
+    """``alignment.jsonl``: appended (flushed) as crops are written; at the
+    end rewritten atomically with the last record of every finished output,
+    in input order, so that a crash or a redone image leaves no stale or
+    repeated line."""
+
+    def __init__(self, path: str, lmdb_out: bool):
+        self.path = path
+        self.lmdb_out = lmdb_out
+        cut = False
+        if osp.isfile(path) and osp.getsize(path):
+            with open(path, 'rb') as f:
+                f.seek(-1, os.SEEK_END)
+                cut = f.read(1) != b'\n'
+        self._file = open(path, 'a', encoding='utf-8')
+        if cut:  # a line cut short by a crash: start a new one
+            self._file.write('\n')
+
+    def output(self, record: Record, name: str) -> str:
+        """The ``output`` field: relative path, or LMDB key."""
+        return f'{record.split}/{name}' if self.lmdb_out else name
+
+    def add(self, record: Record, name: str, face: AlignedFace,
+            mode: str) -> None:
+        line = json.dumps(crop_record(record, self.output(record, name), face,
+                                      mode))
+        self._file.write(line + '\n')
+        self._file.flush()
+
+    def finish(self, outputs: List[Tuple[Record, List[str]]]) -> None:
+        self._file.close()
+        latest = {r['output']: r for r in read_records(self.path)}
+        keys = [
+            self.output(record, name) for record, names in outputs
+            for name in names
+        ]
+        lines = [json.dumps(latest[k]) for k in keys if k in latest]
+        write_bytes(self.path, ''.join(f'{line}\n' for line in lines).encode())
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def _check_settings(path: str, settings: AlignSettings,
                     overwrite: bool) -> None:
     current = asdict(settings)
@@ -314,9 +412,11 @@ def _bookkeeping_paths(out: str, lmdb_out: bool,
         prefix = out.rstrip('/')
         return dict(journal=f'{prefix}.align_journal.tsv',
                     settings=f'{prefix}.align_settings.json',
+                    records=f'{prefix}.alignment.jsonl',
                     report=report or f'{prefix}.report.tsv')
     return dict(journal=osp.join(out, '.align_journal.tsv'),
                 settings=osp.join(out, '.align_settings.json'),
+                records=osp.join(out, 'alignment.jsonl'),
                 report=report or osp.join(out, 'report.tsv'))
 
 
@@ -359,7 +459,7 @@ def run_alignment(source: Source,
     lmdb_out = out.rstrip('/').endswith('.lmdb')
     paths = _bookkeeping_paths(out, lmdb_out, report)
     if overwrite:
-        for key in ('journal', 'settings'):
+        for key in ('journal', 'settings', 'records'):
             if osp.isfile(paths[key]):
                 os.remove(paths[key])
     os.makedirs(out if not lmdb_out else osp.dirname(osp.abspath(out)),
@@ -369,6 +469,7 @@ def run_alignment(source: Source,
     sink = (_LMDBSink(out, source, settings, overwrite)
             if lmdb_out else _FolderSink(out, settings))
     journal = _Journal(paths['journal'])
+    records = _Records(paths['records'], lmdb_out)
     summary = AlignSummary(total=len(source.records),
                            left_out=source.skipped_count,
                            report=paths['report'])
@@ -385,10 +486,11 @@ def run_alignment(source: Source,
                 batch_size=batch_size)
             aligner = FaceAligner(detector, settings.mode, DMUE_TEMPLATE,
                                   settings.keep_all, settings.refine)
-            _process(todo, aligner, sink, journal, settings, batch_size,
-                     workers, progress, summary)
+            _process(todo, aligner, sink, journal, records, settings,
+                     batch_size, workers, progress, summary)
         outputs = _finished_outputs(source.records, journal, settings)
         sink.close(source, outputs)
+        records.finish(outputs)
     except BaseException:
         if isinstance(sink, _LMDBSink):
             sink.abort()
@@ -397,6 +499,7 @@ def run_alignment(source: Source,
         summary.seconds = time.time() - start
         _write_report(paths['report'], source, journal)
         journal.close()
+        records.close()
     return summary
 
 
@@ -431,8 +534,8 @@ def _plan(records: Sequence[Record], journal: _Journal, sink,
 
 
 def _process(todo: List[Record], aligner: FaceAligner, sink, journal: _Journal,
-             settings: AlignSettings, batch_size: int, workers: int,
-             progress: bool, summary: AlignSummary) -> None:
+             records: _Records, settings: AlignSettings, batch_size: int,
+             workers: int, progress: bool, summary: AlignSummary) -> None:
     from tqdm import tqdm
     loader = DataLoader(
         _DecodeDataset([r.path for r in todo], settings.max_size),
@@ -463,6 +566,7 @@ def _process(todo: List[Record], aligner: FaceAligner, sink, journal: _Journal,
                                  settings.image_format)
             for name, face in zip(names, result.faces):
                 sink.write(record, name, face)
+                records.add(record, name, face, settings.mode)
             journal.add('ok', record.relpath, str(len(names)))
             summary.aligned += 1
             summary.faces += len(names)

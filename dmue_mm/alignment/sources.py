@@ -13,6 +13,8 @@ import os.path as osp
 from dataclasses import dataclass, field
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
+from mmengine.utils import scandir
+
 from dmue_mm.datasets import Layout, affectnet_layout, rafdb_layout
 from dmue_mm.utils.errors import DataError
 
@@ -66,8 +68,11 @@ class Source:
             self.skipped_count = len(self.skipped)
 
 
-def _is_image(name: str) -> bool:
-    return osp.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+def _walk_order(relpath: str) -> list:
+    """Sort key of top-down walk order: a folder's files (by name) before
+    its sub-folders (by name)."""
+    *folders, name = relpath.split('/')
+    return [(1, f) for f in folders] + [(0, name)]
 
 
 def _require_dir(path: str, what: str) -> None:
@@ -95,14 +100,9 @@ def list_folder(root: str,
         raise DataError(f'unknown folder layout {layout!r}: use one of '
                         f'{FOLDER_LAYOUTS}')
     _require_dir(root, 'input')
-    relpaths = []
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        rel = osp.relpath(folder, root)
-        relpaths += [
-            f if rel == '.' else f'{rel}/{f}'.replace(os.sep, '/')
-            for f in sorted(files) if _is_image(f)
-        ]
+    relpaths = sorted((rel.replace(os.sep, '/') for rel in scandir(
+        root, IMAGE_EXTENSIONS, recursive=True, case_sensitive=False)),
+                      key=_walk_order)
     depth = {'flat': 1, 'class': 2, 'split/class': 3}[layout]
     shallow = [r for r in relpaths if r.count('/') + 1 < depth]
     if shallow:

@@ -1,9 +1,11 @@
-"""Expression probabilities for people: images or folders in, class
-probabilities with class names out.
+"""Expression probabilities for people: images, folders or videos in,
+class probabilities with class names out.
 
 A thin wrapper over MMPretrain's ``ImageClassificationInferencer`` on a
 deploy config + checkpoint (see ``docs/deploy.md``), with optional face
-alignment (:func:`dmue_mm.alignment.align_face`) and a progress bar.
+alignment (:class:`dmue_mm.alignment.FaceAligner`, batched MTCNN), a
+progress bar, and for videos frames sampled at a chosen rate and a timeline
+plot (:mod:`.video`).
 """
 import csv
 import io
@@ -17,9 +19,13 @@ import numpy as np
 from dmue_mm.utils.errors import DataError
 from dmue_mm.utils.fileio import atomic_write, write_json
 
+from .video import (is_video, read_frames, sample_count, save_timeline_png,
+                    video_info)
+
 __all__ = [
-    'Prediction', 'ExpressionInferencer', 'collect_images',
-    'predictions_table', 'write_predictions'
+    'Prediction', 'FramePrediction', 'ExpressionInferencer',
+    'collect_images', 'predictions_table', 'write_predictions',
+    'save_video_timeline'
 ]
 
 ImageInput = Union[str, np.ndarray]
@@ -50,6 +56,18 @@ class Prediction:
         return asdict(self)
 
 
+@dataclass
+class FramePrediction(Prediction):
+    """The result for one video frame (``image`` is ``<video>#frame=<i>``).
+
+    Attributes:
+        frame (int): Frame number in the video (from 0).
+        time (float): Its time in seconds.
+    """
+    frame: int = 0
+    time: float = 0.0
+
+
 def collect_images(
         inputs: Union[ImageInput, Sequence[ImageInput]]) -> List[ImageInput]:
     """Expand folders (recursively, sorted) into their image files; files
@@ -71,6 +89,10 @@ def collect_images(
             if not records:
                 raise DataError(f'folder {item!r} contains no image')
             out.extend(r.path for r in records)
+        elif is_video(item):
+            raise DataError(f'{item!r} is a video: use predict_video (or '
+                            'tools/infer.py with the video as the only '
+                            'input)')
         elif osp.isfile(item):
             out.append(item)
         else:
@@ -130,7 +152,7 @@ class ExpressionInferencer:
         self.device = device
         self.align = align
         self.align_mode = align_mode
-        self._detector = None
+        self._aligner = None
 
     def __call__(self,
                  inputs: Union[ImageInput, Sequence[ImageInput]],
@@ -155,22 +177,86 @@ class ExpressionInferencer:
                 desc='infer') as bar:
             for start in range(0, len(images), batch_size):
                 chunk = images[start:start + batch_size]
-                results.extend(self._predict_chunk(chunk, start))
+                preds = [
+                    Prediction(image=item if isinstance(item, str) else
+                               f'array_{start + i}')
+                    for i, item in enumerate(chunk)
+                ]
+                self._predict_chunk(chunk, preds)
+                results.extend(preds)
                 bar.update(len(chunk))
         return results
 
+    def predict_video(self,
+                      path: str,
+                      fps: Optional[float] = None,
+                      batch_size: int = 8,
+                      progress: bool = False) -> List[FramePrediction]:
+        """Predict the expression of a video's frames.
+
+        Args:
+            path (str): The video file (any container/codec OpenCV reads).
+            fps (float, optional): Frames per second to sample (see
+                :func:`~.video.read_frames`); None keeps every frame.
+            batch_size (int): Frames per forward (and MTCNN) pass.
+            progress (bool): Show a progress bar.
+
+        Returns:
+            list[FramePrediction]: One per sampled frame, in time order;
+            with ``align``, a frame without a face has ``error`` set.
+
+        Raises:
+            FileNotFoundError: The video does not exist.
+            DataError: OpenCV cannot read it.
+        """
+        from tqdm import tqdm
+        total = sample_count(video_info(path), fps)
+        results: List[FramePrediction] = []
+        chunk: list = []
+
+        def flush() -> None:
+            preds = [
+                FramePrediction(image=f'{path}#frame={f.index}',
+                                frame=f.index,
+                                time=f.time) for f in chunk
+            ]
+            self._predict_chunk([f.image for f in chunk], preds)
+            results.extend(preds)
+            bar.update(len(chunk))
+            chunk.clear()
+
+        with tqdm(total=total or None,
+                  unit='frame',
+                  disable=not progress,
+                  desc='video') as bar:
+            for frame in read_frames(path, fps):
+                chunk.append(frame)
+                if len(chunk) == batch_size:
+                    flush()
+            if chunk:
+                flush()
+        return results
+
     def _predict_chunk(self, chunk: List[ImageInput],
-                       offset: int) -> List[Prediction]:
-        preds, ready, arrays = [], [], []
-        for i, item in enumerate(chunk):
-            name = item if isinstance(item, str) else f'array_{offset + i}'
-            pred = Prediction(image=name)
+                       preds: List[Prediction]) -> None:
+        """Fill ``preds`` (one per item) with scores or errors."""
+        ready, arrays = [], []
+        for item, pred in zip(chunk, preds):
             try:
-                arrays.append(self._prepare(item))
+                arrays.append(self._load(item))
                 ready.append(pred)
             except DataError as exc:
                 pred.error = str(exc)
-            preds.append(pred)
+        if self.align and arrays:
+            faces = self._align(arrays)
+            for pred, face in zip(ready, faces):
+                if isinstance(face, str):
+                    pred.error = face
+            found = [i for i, face in enumerate(faces)
+                     if not isinstance(face, str)]
+            ready = [ready[i] for i in found]
+            arrays = [faces[i] for i in found]
+        arrays = [np.ascontiguousarray(a[..., ::-1]) for a in arrays]
         if arrays:
             outputs = self._infer(arrays)
             for pred, out in zip(ready, outputs):
@@ -183,7 +269,6 @@ class ExpressionInferencer:
                 pred.pred_label = label
                 pred.pred_class = self.classes[label]
                 pred.pred_score = float(scores[label])
-        return preds
 
     def _infer(self, arrays: List[np.ndarray]) -> List[dict]:
         """The inferencer's steps without its own progress bar."""
@@ -193,29 +278,29 @@ class ExpressionInferencer:
             samples.extend(self.inferencer.forward(batch))
         return self.inferencer.postprocess(samples, None)
 
-    def _prepare(self, item: ImageInput) -> np.ndarray:
-        """RGB image (aligned if asked) -> BGR array, as MMPretrain's
-        ``LoadImageFromFile`` gives."""
+    @staticmethod
+    def _load(item: ImageInput) -> np.ndarray:
+        """An (H, W, 3) uint8 RGB image from a file or an array."""
         from dmue_mm.alignment.imageio import ImageReadError, load_rgb
         if isinstance(item, np.ndarray):
-            rgb = np.asarray(item)
-        else:
-            try:
-                rgb = load_rgb(item)
-            except ImageReadError as exc:
-                raise DataError(f'unreadable image: {exc}') from exc
-        if self.align:
-            rgb = self._align(rgb)
-        return np.ascontiguousarray(rgb[..., ::-1])
+            return np.asarray(item)
+        try:
+            return load_rgb(item)
+        except ImageReadError as exc:
+            raise DataError(f'unreadable image: {exc}') from exc
 
-    def _align(self, rgb: np.ndarray) -> np.ndarray:
-        from dmue_mm.alignment import FaceDetector, align_face
-        if self._detector is None:
-            self._detector = FaceDetector(device=self.device)
-        faces = align_face(rgb, self._detector, mode=self.align_mode)
-        if not faces:
-            raise DataError('no face found')
-        return faces[0].image
+    def _align(self, images: List[np.ndarray]) -> list:
+        """The largest face of every image, aligned (MTCNN batched over
+        images of one size, e.g. the frames of a video), or the reason
+        (a str) where there is none."""
+        from dmue_mm.alignment import FaceAligner, FaceDetector
+        if self._aligner is None or self._aligner.mode != self.align_mode:
+            self._aligner = FaceAligner(FaceDetector(device=self.device),
+                                        mode=self.align_mode)
+        return [
+            result.error if result.error else result.faces[0].image
+            for result in self._aligner.align_batch(images)
+        ]
 
 
 def predictions_table(predictions: Iterable[Prediction],
@@ -237,7 +322,8 @@ def predictions_table(predictions: Iterable[Prediction],
 def write_predictions(predictions: Sequence[Prediction],
                       classes: Sequence[str], path: str) -> str:
     """Write predictions as JSON (a list of :meth:`Prediction.to_dict`) or
-    CSV (one column per class probability), by the file suffix.
+    CSV (one column per class probability), by the file suffix. Video
+    frames (:class:`FramePrediction`) get ``frame`` and ``time`` columns.
 
     Returns:
         str: ``path``.
@@ -248,14 +334,37 @@ def write_predictions(predictions: Sequence[Prediction],
     if suffix == '.json':
         return write_json(path, [p.to_dict() for p in predictions])
 
+    frames = bool(predictions) and all(
+        isinstance(p, FramePrediction) for p in predictions)
+    where = ['frame', 'time'] if frames else []
+
     def write_csv(tmp: str) -> None:
         with open(tmp, 'w', newline='', encoding='utf-8') as f:
             writer = csv.writer(f)
-            writer.writerow(['image', 'pred_label', 'pred_class', 'pred_score']
-                            + list(classes) + ['error'])
+            writer.writerow(['image'] + where +
+                            ['pred_label', 'pred_class', 'pred_score'] +
+                            list(classes) + ['error'])
             for p in predictions:
-                writer.writerow(
-                    [p.image, p.pred_label, p.pred_class, p.pred_score] +
-                    [p.scores.get(c, '') for c in classes] + [p.error or ''])
+                writer.writerow([p.image] + [getattr(p, k) for k in where] +
+                                [p.pred_label, p.pred_class, p.pred_score] +
+                                [p.scores.get(c, '') for c in classes] +
+                                [p.error or ''])
 
     return atomic_write(path, write_csv)
+
+
+def save_video_timeline(predictions: Sequence[FramePrediction],
+                        classes: Sequence[str],
+                        path: str,
+                        title: Optional[str] = None) -> str:
+    """The PNG timeline of a video's per-frame class probabilities (frames
+    without prediction are gaps).
+
+    Returns:
+        str: ``path``.
+    """
+    probs = np.array([[p.scores.get(c, np.nan) for c in classes]
+                      for p in predictions],
+                     dtype=np.float64).reshape(len(predictions), len(classes))
+    return save_timeline_png([p.time for p in predictions], probs, classes,
+                             path, title)

@@ -60,3 +60,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def write_test_video(path: str, fps: float = 10.0) -> list:
+    """A 2.5 s MJPG video (OpenCV's own encoder) of the real photos that
+    ship in the wheels: 10 frames of Grace Hopper, 5 blank grey frames (no
+    face), 10 of the astronaut, 200x224 at ``fps``.
+
+    Returns:
+        list[str]: What each frame shows (``hopper``, ``blank``,
+        ``astronaut``).
+    """
+    import cv2
+    import numpy as np
+
+    from dmue_mm.alignment import sample_photos
+    photos = sample_photos()
+    size = (200, 224)
+    shown = ['hopper'] * 10 + ['blank'] * 5 + ['astronaut'] * 10
+    images = dict(
+        hopper=cv2.resize(photos['grace_hopper'], size,
+                          interpolation=cv2.INTER_AREA),
+        blank=np.full((size[1], size[0], 3), 128, np.uint8),
+        astronaut=cv2.resize(photos['astronaut'], size,
+                             interpolation=cv2.INTER_AREA))
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'MJPG'), fps,
+                             size)
+    assert writer.isOpened(), 'OpenCV cannot write MJPG'
+    for name in shown:
+        writer.write(cv2.cvtColor(images[name], cv2.COLOR_RGB2BGR))
+    writer.release()
+    return shown

@@ -8,7 +8,9 @@ import pytest
 from PIL import Image
 
 from dmue_mm.alignment import (AlignSettings, Record, Source, list_folder,
-                               load_rgb, run_alignment)
+                               load_rgb, read_records, run_alignment,
+                               template_transform, transform_points,
+                               warp_image)
 from dmue_mm.datasets import LMDBReader, decode_image, read_lmdb_metadata
 from dmue_mm.datasets.lmdb_io import image_key
 from dmue_mm.utils.errors import CLIError
@@ -28,6 +30,16 @@ def _save(path, img):
     Image.fromarray(img).save(path)
 
 
+def _class_folder(tmp_path, small_photos):
+    """``in/happy/h.jpg``, ``in/sad/a.png`` and a blank ``in/sad/blank.png``
+    (no face), listed with the class layout."""
+    src_dir = tmp_path / 'in'
+    _save(src_dir / 'happy' / 'h.jpg', small_photos['hopper'])
+    _save(src_dir / 'sad' / 'a.png', small_photos['astro'])
+    _save(src_dir / 'sad' / 'blank.png', np.zeros((64, 64, 3), np.uint8))
+    return src_dir, list_folder(str(src_dir), 'class')
+
+
 def _run(source, out, detector, **kwargs):
     kwargs.setdefault('workers', 0)
     return run_alignment(source,
@@ -41,11 +53,7 @@ class TestFolderOutput:
 
     def test_labels_resume_and_crash_recovery(self, tmp_path, detector,
                                               small_photos):
-        src_dir = tmp_path / 'in'
-        _save(src_dir / 'happy' / 'h.jpg', small_photos['hopper'])
-        _save(src_dir / 'sad' / 'a.png', small_photos['astro'])
-        _save(src_dir / 'sad' / 'blank.png', np.zeros((64, 64, 3), np.uint8))
-        source = list_folder(str(src_dir), 'class')
+        src_dir, source = _class_folder(tmp_path, small_photos)
         out = tmp_path / 'out'
         summary = _run(source, out, detector, batch_size=2)
         assert (summary.aligned, summary.faces, summary.failed) == (2, 2, 1)
@@ -96,10 +104,74 @@ class TestFolderOutput:
         assert (summary.aligned, summary.faces) == (1, 2)
         assert summary.failures == {'name collision': 1}
         assert sorted(os.listdir(out)) == [
-            '.align_journal.tsv', '.align_settings.json', 'labels.txt',
-            'pair_face0.png', 'pair_face1.png', 'report.tsv'
+            '.align_journal.tsv', '.align_settings.json', 'alignment.jsonl',
+            'labels.txt', 'pair_face0.png', 'pair_face1.png', 'report.tsv'
         ]
+        faces = read_records(str(out / 'alignment.jsonl'))
+        assert [r['output'] for r in faces] == [
+            'pair_face0.png', 'pair_face1.png'
+        ]
+        # face 0 is the larger box; both come from pair.jpg, unrefined
+        assert {r['source'] for r in faces} == {str(src_dir / 'pair.jpg')}
+        assert [r['refined'] for r in faces] == [False, False]
         assert 'pair.png\tname collision' in (out / 'report.tsv').read_text()
+
+
+class TestAlignmentRecords:
+
+    def test_records_rebuild_the_crops_and_survive_a_resume(
+            self, tmp_path, detector, small_photos):
+        src_dir, source = _class_folder(tmp_path, small_photos)
+        out = tmp_path / 'out'
+        _run(source, out, detector)
+        path = str(out / 'alignment.jsonl')
+        first = read_records(path)
+        assert [(r['output'], r['label'], r['split']) for r in first] == [
+            ('happy/h.png', 0, 'train'), ('sad/a.png', 1, 'train')
+        ]
+        for rec in first:
+            assert rec['source'] == str(src_dir / rec['output'].replace(
+                '.png', '.jpg' if 'happy' in rec['output'] else '.png'))
+            matrix = np.array(rec['matrix'])
+            marks = np.array(rec['landmarks'])
+            assert matrix.shape == (2, 3) and marks.shape == (5, 2)
+            assert rec['mode'] == 'align' and rec['refined'] is True
+            assert 0.9 < rec['score'] <= 1
+            x0, y0, x1, y1 = rec['box']
+            assert (marks >= [x0, y0]).all() and (marks <= [x1, y1]).all()
+            # the matrix is the template fit of the recorded landmarks ...
+            np.testing.assert_allclose(template_transform(marks),
+                                       matrix,
+                                       rtol=0,
+                                       atol=1e-9)
+            # ... and warping the source with it gives the written crop
+            crop = warp_image(load_rgb(rec['source']), matrix, (256, 256))
+            np.testing.assert_array_equal(
+                crop, load_rgb(str(out / rec['output'])))
+        # a crash after a record was appended but before the journal line,
+        # and a line cut short: the rerun redoes the image, and the final
+        # file has one record per output again, in input order
+        os.remove(out / 'sad' / 'a.png')
+        with open(path, 'a') as f:
+            f.write(json.dumps(dict(first[1], score=0.5)) + '\n')
+            f.write('{"source": "cut sh')
+        redo = _run(source, out, detector)
+        assert (redo.aligned, redo.done_before) == (1, 2)
+        assert read_records(path) == first
+        assert len(open(path).read().splitlines()) == 2
+        # an overwrite in crop mode replaces every record
+        _run(source,
+             out,
+             detector,
+             settings=AlignSettings(mode='crop'),
+             overwrite=True)
+        crops = read_records(path)
+        assert [r['mode'] for r in crops] == ['crop', 'crop']
+        np.testing.assert_allclose(
+            transform_points(np.array(crops[0]['matrix']),
+                             np.reshape(crops[0]['box'], (2, 2))),
+            [[16, 16], [240, 240]],
+            atol=1e-6)
 
 
 class TestLMDBOutput:
@@ -130,6 +202,9 @@ class TestLMDBOutput:
         img = decode_image(
             LMDBReader(str(out)).get(image_key('test', 'img/a.jpg')))
         assert img.shape == (256, 256, 3)
+        faces = read_records(str(tmp_path / 'faces.lmdb.alignment.jsonl'))
+        assert [r['output'] for r in faces] == ['train/img/h.jpg',
+                                                'test/img/a.jpg']
         report = (tmp_path / 'faces.lmdb.report.tsv').read_text()
         assert '/data/q.jpg\tlabel 9 (Uncertain)' in report
         assert 'gone.jpg\tmissing file' in report

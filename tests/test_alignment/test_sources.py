@@ -23,6 +23,24 @@ class TestFolder:
         assert {r.label for r in src.records} == {None}
         assert src.num_classes == 0 and src.records[0].split == 'train'
 
+    def test_order_is_the_former_walk_order(self, tmp_path):
+        """mmengine's scandir replaced a sorted os.walk: same records, same
+        order (a folder's files before its sub-folders)."""
+        import os
+        _touch(tmp_path, 'z.png', 'a.b/x.png', 'a/y.JPG', 'a/b/c.png',
+               'a/a.png', 'a-b/q.png', 'A/k.png', 'a/b/readme.md')
+        walked = []
+        for folder, dirs, files in os.walk(tmp_path):
+            dirs.sort()
+            rel = os.path.relpath(folder, tmp_path)
+            walked += [
+                f if rel == '.' else f'{rel}/{f}' for f in sorted(files)
+                if not f.endswith('.md')
+            ]
+        src = list_folder(str(tmp_path))
+        assert [r.relpath for r in src.records] == walked
+        assert walked[0] == 'z.png' and len(walked) == 7
+
     def test_split_class(self, tmp_path):
         _touch(tmp_path, 'Train/Happy/1.png', 'Train/Angry/2.png',
                'Val/Sad/3.png')

@@ -5,9 +5,11 @@ import glob
 import os.path as osp
 
 import pytest
+from PIL import Image
 from conftest import CLASSES, TOOLS, load_script, run_tool
 
 from dmue_testing import one_thread  # noqa: F401
+from dmue_testing import write_test_video
 from test_converters.deploy_helpers import folder_deploy
 
 INFER = osp.join(TOOLS, 'infer.py')
@@ -63,3 +65,59 @@ class TestInferTool:
             "error: input 'no/such/photo.jpg' not found: give "
             'image files or folders'
         ]
+
+
+class TestInferVideo:
+
+    def test_video_to_csv_json_and_timeline(self, deploy_files, tmp_path):
+        video = str(tmp_path / 'clip.avi')
+        shown = write_test_video(video)
+        out = tmp_path / 'clip.csv'
+        result = run_tool([
+            INFER, deploy_files.config, deploy_files.checkpoint, video,
+            '--align', '--fps', '2', '--out', out
+        ],
+                          timeout=240,
+                          env={'OMP_NUM_THREADS': '1'})
+        timeline = tmp_path / 'clip_timeline.png'
+        assert result.stdout.strip().splitlines()[-1] == (
+            f'5 frames (1 without prediction) -> {out}, timeline: '
+            f'{timeline}')
+        assert 'frame' in result.stderr  # the progress bar
+        with open(out) as f:
+            rows = list(csv.DictReader(f))
+        assert [int(r['frame']) for r in rows] == [0, 5, 10, 15, 20]
+        assert [float(r['time']) for r in rows] == [0, 0.5, 1.0, 1.5, 2.0]
+        for row in rows:
+            if shown[int(row['frame'])] == 'blank':
+                assert row['error'] == 'no face found'
+                continue
+            probs = [float(row[c]) for c in CLASSES]
+            assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+        with Image.open(timeline) as img:
+            assert img.format == 'PNG'
+
+    def test_missing_and_unreadable_video_are_one_line(
+            self, tool, deploy_files, tmp_path, capsys):
+        bad = tmp_path / 'broken.mp4'
+        bad.write_bytes(b'\x00' * 4096)
+        for path, message in (
+            ('no/such/clip.mp4',
+             "error: video 'no/such/clip.mp4' not found: check the path"),
+            (str(bad), f"error: video '{bad}' cannot be read: not a video, "
+             "or its codec is not in OpenCV; convert it, e.g. "
+             '"ffmpeg -i IN -c:v libx264 OUT.mp4"')):
+            with pytest.raises(SystemExit) as exc:
+                tool.main([deploy_files.config, deploy_files.checkpoint,
+                           path])
+            assert exc.value.code == 2
+            assert capsys.readouterr().err.strip().splitlines() == [message]
+
+    def test_fps_without_video(self, tool, deploy_files, image_folder,
+                               capsys):
+        with pytest.raises(SystemExit) as exc:
+            tool.main([deploy_files.config, deploy_files.checkpoint,
+                       image_folder, '--fps', '2'])
+        assert exc.value.code == 2
+        assert capsys.readouterr().err.strip() == (
+            'error: --fps and --plot are for a video input')
