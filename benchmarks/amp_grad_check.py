@@ -1,9 +1,11 @@
 """One DMUE training step in float16 AMP against float32: gradient errors.
 
 The step of MMEngine's ``AmpOptimWrapper`` on a GPU: float16 autocast for the
-forward pass, the loss multiplied by a loss scale (65536, GradScaler's
-initial value) before ``backward()``, the gradients divided by it. The same
-weights and batch are run once in float32. Printed as a table and written as
+forward pass, the loss multiplied by a loss scale before ``backward()``, the
+gradients divided by it. The scale starts at GradScaler's initial 65536 and
+is halved while a gradient overflows, as GradScaler does over skipped steps
+(the scale used is reported). The same weights, batch and dropout masks (the
+same seed) are run once in float32. Printed as a table and written as
 JSON: per part of the model (trunk, target stage, auxiliary branches, head
 layers), the relative error of the gradient (norm of the difference over the
 float32 norm), in units of float16's epsilon (2^-10).
@@ -41,8 +43,10 @@ def part_of(name: str) -> str:
 
 def step_grads(model, batch: dict, amp: bool, scale: float,
                device: str) -> Dict[str, torch.Tensor]:
-    """Gradients of one step (unscaled), concatenated per part."""
+    """Gradients of one step (unscaled), concatenated per part; the same
+    dropout masks in every call."""
     model = copy.deepcopy(model)
+    torch.manual_seed(1)
     data = model.data_preprocessor(batch, True)
     with torch.autocast(device.split(':')[0], dtype=torch.float16,
                         enabled=amp):
@@ -70,7 +74,12 @@ def main(argv=None) -> dict:
     model, _ = build('dmue', args.num_classes, args.device)
     batch = make_batch(args.batch_size, args.num_classes, args.img_size)
     g32 = step_grads(model, batch, False, 1.0, args.device)
-    g16 = step_grads(model, batch, True, args.loss_scale, args.device)
+    scale = args.loss_scale
+    while True:
+        g16 = step_grads(model, batch, True, scale, args.device)
+        if all(torch.isfinite(g).all() for g in g16.values()) or scale <= 1:
+            break
+        scale /= 2  # GradScaler: skip the step, halve the scale
     rows = {}
     for part, ref in g32.items():
         err = float((g16[part] - ref).norm() / ref.norm().clamp(min=1e-30))
@@ -81,7 +90,9 @@ def main(argv=None) -> dict:
             numel=ref.numel())
     result = dict(
         setup=vars(args) | dict(torch=torch.__version__),
+        loss_scale_used=scale,
         parts=rows)
+    print(f'loss scale {scale:g} (started at {args.loss_scale:g})')
     print('| part | parameters | relative gradient error | in eps16 | '
           'finite |')
     print('|---|---|---|---|---|')

@@ -28,14 +28,17 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 if [ "$DRY" = 1 ]; then
     DEVICE=cpu
     SPEED=(--batch-size 6 --img-size 32 --num-classes 3 --repeats 1 --warmup 0 --memory-runs 1 --threads 1)
-    AMP=(--batch-size 6 --img-size 32 --num-classes 3)
+    AMP=(--batch-size 12 --img-size 64 --num-classes 3)  # layer4 at 2x2
     PER_CLASS=2; BATCH=7; EPOCHS=10  # 2 iterations x 10 epochs
+    # a narrow ResNet-18: bf16 autocast on a CPU without bf16 units is slow
+    EXTRA=(model.backbone.base_channels=8 model.backbone.stem_channels=8)
 else
     DEVICE=cuda
     "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'error: no CUDA device (use --dry-run on a CPU)')"
     SPEED=(--batch-size 72 --img-size 224 --num-classes 8 --repeats 3 --warmup 1 --memory-runs 1)
     AMP=(--batch-size 72 --img-size 224 --num-classes 8)
     PER_CLASS=10; BATCH=7; EPOCHS=2  # 10 iterations x 2 epochs
+    EXTRA=()
 fi
 
 echo "== 1/3 train_speed ($DEVICE)"
@@ -57,7 +60,7 @@ write_image_folder(sys.argv[1], [f'c{i}' for i in range(7)], \
     "val_dataloader.dataset.data_root=$DATA" \
     "test_dataloader.dataset.data_root=$DATA" \
     "train_dataloader.batch_size=$BATCH" "train_cfg.max_epochs=$EPOCHS" \
-    2>&1 | tee "$OUT/train_amp.log"
+    ${EXTRA[@]+"${EXTRA[@]}"} 2>&1 | tee "$OUT/train_amp.log"
 
 "$PYTHON" - "$OUT" "$DEVICE" <<'EOF'
 import glob, json, math, os.path as osp, sys
