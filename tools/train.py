@@ -17,9 +17,9 @@ from mmengine.runner import Runner
 import dmue_mm  # noqa: F401  registers the plugin and applies the shims
 from dmue_mm.compat import adapt_cfg_to_machine
 from dmue_mm.utils.cli import (CLIError, add_common_args, cli_entry,
-                               disable_idle_persistent_workers, load_config,
-                               merge_cfg_options, parse_with_local_rank,
-                               set_dataloader_defaults, set_work_dir)
+                               load_config, merge_cfg_options,
+                               parse_with_local_rank, set_dataloader_defaults,
+                               set_work_dir)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -91,7 +91,6 @@ def merge_args(cfg, args):
         overrides=overrides)
 
     merge_cfg_options(cfg, args.cfg_options)
-    disable_idle_persistent_workers(cfg, loaders)
     adapt_cfg_to_machine(cfg, amp=args.amp)
     return cfg
 

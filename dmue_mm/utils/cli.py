@@ -21,8 +21,12 @@ __all__ = [
     'CLIError', 'cli_entry', 'shutdown_process_group', 'load_config',
     'check_cfg_options', 'add_common_args', 'parse_with_local_rank',
     'set_work_dir', 'set_dataloader_defaults',
-    'disable_idle_persistent_workers', 'merge_cfg_options'
+    'disable_idle_persistent_workers', 'merge_cfg_options',
+    'add_trust_checkpoint_arg', 'apply_trust_checkpoint', 'DATALOADERS'
 ]
+
+#: The dataloader fields of a config.
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
 def cli_entry(main: Callable[[], Any]) -> Callable[[], Any]:
@@ -161,13 +165,34 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         default='none',
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_trust_checkpoint_arg(parser)
+
+
+def add_trust_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
+    """Add ``--trust-checkpoint`` (see :func:`apply_trust_checkpoint`)."""
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='unpickle checkpoints fully (they may run code): only for '
+        'trusted files that the safe loader refuses, e.g. from an older stack')
+
+
+def apply_trust_checkpoint(args: argparse.Namespace) -> None:
+    """Export ``DMUE_TRUST_CHECKPOINT=1`` for ``--trust-checkpoint``, so
+    that :func:`dmue_mm.compat.load_local_checkpoint` (in this process and
+    in the ranks it starts) unpickles fully."""
+    from dmue_mm.compat import TRUST_CHECKPOINT_ENV
+    if getattr(args, 'trust_checkpoint', False):
+        os.environ[TRUST_CHECKPOINT_ENV] = '1'
 
 
 def parse_with_local_rank(parser: argparse.ArgumentParser,
                           argv=None) -> argparse.Namespace:
-    """Parse args and export ``LOCAL_RANK`` as MMPretrain's tools do."""
+    """Parse args, export ``LOCAL_RANK`` as MMPretrain's tools do and
+    apply ``--trust-checkpoint``."""
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    apply_trust_checkpoint(args)
     return args
 
 
@@ -219,6 +244,9 @@ def disable_idle_persistent_workers(cfg: Config,
 
 
 def merge_cfg_options(cfg: Config, options: Optional[Dict]) -> None:
-    """Check and merge ``--cfg-options`` into ``cfg``."""
+    """Check and merge ``--cfg-options`` into ``cfg``, then turn off
+    persistent workers where the options left a dataloader without workers
+    (``test_dataloader.num_workers=0``)."""
     if options:
         cfg.merge_from_dict(check_cfg_options(cfg, options))
+        disable_idle_persistent_workers(cfg, DATALOADERS)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import (BASELINE_CFG, CLASSES, TOOLS, data_root_options,
-                      load_script, run_tool)
+from conftest import (BASELINE_CFG, CLASSES, CONFIGS, TOOLS,
+                      data_root_options, load_script, run_tool)
 
 TRAIN = osp.join(TOOLS, 'train.py')
 TEST = osp.join(TOOLS, 'test.py')
@@ -110,6 +110,60 @@ class TestTestTool:
             if l.startswith('error:')
         ]
         assert len(errors) == 1 and fragment in errors[0]
+
+
+class _Payload:
+    """Unpickling it creates the file ``path``."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, 'w')
+
+
+def test_crafted_checkpoint_refused(image_folder, tmp_path, monkeypatch,
+                                    capsys):
+    """A checkpoint whose unpickling runs code: one line, exit 2, and the
+    code does not run."""
+    monkeypatch.delenv('DMUE_TRUST_CHECKPOINT', raising=False)
+    marker = tmp_path / 'payload_ran'
+    ckpt = tmp_path / 'evil.pth'
+    torch.save(dict(state_dict={}, meta=_Payload(str(marker))), ckpt)
+    tool = load_test_tool()
+    with pytest.raises(SystemExit) as exc:
+        tool.main(
+            [str(a) for a in tool_args(ckpt, image_folder, tmp_path)[1:]])
+    assert exc.value.code == 2
+    errors = [
+        line for line in capsys.readouterr().err.splitlines()
+        if line.startswith('error:')
+    ]
+    assert len(errors) == 1
+    assert str(ckpt) in errors[0] and '--trust-checkpoint' in errors[0]
+    assert not marker.exists()
+
+
+class TestMergeArgs:
+
+    def test_no_workers_after_cfg_options(self, tmp_path):
+        """``--cfg-options test_dataloader.num_workers=0`` on a recipe with
+        persistent workers gives a loader PyTorch accepts."""
+        tool = load_test_tool()
+        config = osp.join(CONFIGS, 'dmue', 'res18_rafdb.py')
+        ckpt = tmp_path / 'epoch_1.pth'
+        ckpt.write_bytes(b'')  # merge_args only checks that it exists
+        args = tool.parse_args([
+            config,
+            str(ckpt), '--cfg-options', 'test_dataloader.num_workers=0'
+        ])
+        cfg = tool.merge_args(tool.load_config(config), args)
+        loader = cfg.test_dataloader
+        assert loader.num_workers == 0
+        torch.utils.data.DataLoader(
+            list(range(4)),
+            num_workers=loader.num_workers,
+            persistent_workers=loader.persistent_workers)
 
 
 class TestFlipTTA:
