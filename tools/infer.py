@@ -16,7 +16,8 @@ import argparse
 
 from dmue_mm.apis import (ExpressionInferencer, predictions_table,
                           write_predictions)
-from dmue_mm.utils.cli import cli_entry
+from dmue_mm.utils.cli import (add_trust_checkpoint_arg,
+                               apply_trust_checkpoint, cli_entry)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,7 +47,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--classes',
         help='class names, comma-separated '
         "(default: the checkpoint's)")
-    return parser.parse_args(argv)
+    add_trust_checkpoint_arg(parser)
+    args = parser.parse_args(argv)
+    apply_trust_checkpoint(args)
+    return args
 
 
 @cli_entry
