@@ -120,6 +120,8 @@ def merge_args(cfg, args):
                            "visualization=dict(type='VisualizationHook') in "
                            'the config')
         vis = cfg.default_hooks.visualization
+        if vis.type in ('VisualizationHook', 'mmpretrain.VisualizationHook'):
+            vis.type = 'ExpressionVisualizationHook'  # a file per image
         vis.enable = True
         vis.show = args.show
         vis.wait_time = args.wait_time

@@ -3,6 +3,7 @@ expression metrics, confusion-matrix PNG, JSON/pickle outputs and flip TTA."""
 import json
 import os.path as osp
 import pickle
+import shutil
 from glob import glob
 
 import pytest
@@ -34,6 +35,29 @@ def checkpoint(tmp_path_factory, image_folder):
     ],
              timeout=300)
     return osp.join(work_dir, 'epoch_1.pth')
+
+
+@pytest.fixture(scope='module')
+def fresh_checkpoint(tmp_path_factory):
+    """An untrained baseline checkpoint with ``num_classes`` classes
+    (cheaper than training when only the tool's plumbing is tested)."""
+
+    def make(num_classes=len(CLASSES)):
+        from mmengine.registry import init_default_scope
+        from mmengine.runner import save_checkpoint
+
+        from mmpretrain.registry import MODELS
+        init_default_scope('mmpretrain')
+        cfg = load_test_tool().load_config(BASELINE_CFG)
+        cfg.model.head.num_classes = num_classes
+        torch.manual_seed(0)
+        path = tmp_path_factory.mktemp('fresh') / f'k{num_classes}.pth'
+        save_checkpoint(
+            dict(state_dict=MODELS.build(cfg.model).state_dict(), meta={}),
+            str(path))
+        return str(path)
+
+    return make
 
 
 def tool_args(checkpoint, image_folder, work_dir, *extra):
@@ -142,6 +166,29 @@ def test_crafted_checkpoint_refused(image_folder, tmp_path, monkeypatch,
     assert len(errors) == 1
     assert str(ckpt) in errors[0] and '--trust-checkpoint' in errors[0]
     assert not marker.exists()
+
+
+def test_show_dir_writes_a_picture_per_image(fresh_checkpoint,
+                                             image_folder, tmp_path):
+    """Names that repeat across class folders (``val/<class>/000.png``, as
+    LMDB keys and per-class numbered folders have them) still give every
+    test image its own picture."""
+    data = tmp_path / 'data'
+    for cls in CLASSES:
+        (data / 'val' / cls).mkdir(parents=True)
+        images = sorted(glob(osp.join(image_folder, 'val', cls, '*.png')))
+        for i, image in enumerate(images):
+            shutil.copy(image, data / 'val' / cls / f'{i:03d}.png')
+    show_dir = tmp_path / 'show'
+    load_test_tool().main([
+        str(a) for a in tool_args(fresh_checkpoint(), str(data), tmp_path,
+                                  '--show-dir', show_dir)[1:]
+    ])
+    pictures = sorted(p.name for p in show_dir.rglob('*.png'))
+    assert len(pictures) == NUM_VAL
+    # dataset index, class folder and file name
+    assert pictures[0] == f'000000_{CLASSES[0]}_000.png_0.png'
+    assert {p.split('_')[1] for p in pictures} == set(CLASSES)
 
 
 class TestMergeArgs:
