@@ -33,8 +33,8 @@ import dmue_mm  # noqa: F401  registers the plugin and applies the shims
 from dmue_mm.compat import adapt_cfg_to_machine
 from dmue_mm.evaluation import (add_expression_metric, dump_metrics,
                                 resolve_out_item, set_confusion_png)
-from dmue_mm.utils.cli import (CLIError, add_common_args, cli_entry,
-                               load_config, merge_cfg_options,
+from dmue_mm.utils.cli import (CLIError, add_common_args, check_before_run,
+                               cli_entry, load_config, merge_cfg_options,
                                parse_with_local_rank, set_dataloader_defaults,
                                set_work_dir)
 
@@ -138,6 +138,7 @@ def merge_args(cfg, args):
         defaults=dict(pin_memory=True),
         overrides=dict(pin_memory=False) if args.no_pin_memory else None)
     merge_cfg_options(cfg, args.cfg_options)
+    check_before_run(cfg, ('test_dataloader', ))
     adapt_cfg_to_machine(cfg)
     return cfg
 

@@ -16,8 +16,8 @@ from mmengine.runner import Runner
 
 import dmue_mm  # noqa: F401  registers the plugin and applies the shims
 from dmue_mm.compat import adapt_cfg_to_machine
-from dmue_mm.utils.cli import (CLIError, add_common_args, cli_entry,
-                               load_config, merge_cfg_options,
+from dmue_mm.utils.cli import (CLIError, add_common_args, check_before_run,
+                               cli_entry, load_config, merge_cfg_options,
                                parse_with_local_rank, set_dataloader_defaults,
                                set_work_dir)
 
@@ -91,6 +91,7 @@ def merge_args(cfg, args):
         overrides=overrides)
 
     merge_cfg_options(cfg, args.cfg_options)
+    check_before_run(cfg)
     adapt_cfg_to_machine(cfg, amp=args.amp)
     return cfg
 

@@ -22,7 +22,8 @@ __all__ = [
     'check_cfg_options', 'add_common_args', 'parse_with_local_rank',
     'set_work_dir', 'set_dataloader_defaults',
     'disable_idle_persistent_workers', 'merge_cfg_options',
-    'add_trust_checkpoint_arg', 'apply_trust_checkpoint', 'DATALOADERS'
+    'add_trust_checkpoint_arg', 'apply_trust_checkpoint', 'DATALOADERS',
+    'check_before_run'
 ]
 
 #: The dataloader fields of a config.
@@ -250,3 +251,29 @@ def merge_cfg_options(cfg: Config, options: Optional[Dict]) -> None:
     if options:
         cfg.merge_from_dict(check_cfg_options(cfg, options))
         disable_idle_persistent_workers(cfg, DATALOADERS)
+
+
+def check_before_run(cfg: Config, fields: Iterable[str] = DATALOADERS) -> None:
+    """The checks of a run before any work, shared by the runner tools.
+
+    * ``model.head.num_classes`` against the classes of the datasets under
+      ``fields`` (config, dataset type, or the data's metadata; see
+      :func:`dmue_mm.datasets.check_head_classes`);
+    * adds :class:`~dmue_mm.hooks.CheckpointCheckHook`, which refuses a
+      ``load_from`` / resume checkpoint of another shape.
+
+    Args:
+        cfg (Config): The final config (after ``--cfg-options``).
+        fields (Iterable[str]): The dataloaders the run uses.
+
+    Raises:
+        DataError: A class count that disagrees, in one line.
+    """
+    from dmue_mm.datasets import check_head_classes
+    check_head_classes(cfg, fields)
+    hooks = cfg.get('custom_hooks') or []
+    if not any(
+            str(h.get('type', '')).endswith('CheckpointCheckHook')
+            for h in hooks):
+        hooks.append(dict(type='CheckpointCheckHook'))
+    cfg.custom_hooks = hooks

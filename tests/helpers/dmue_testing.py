@@ -57,3 +57,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def save_untrained_checkpoint(config: str, path: str,
+                              num_classes: int) -> str:
+    """Save an untrained model of ``config`` with ``num_classes`` classes as
+    a checkpoint (cheaper than training when only the tools' plumbing is
+    tested)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import save_checkpoint
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(config)
+    cfg.model.head.num_classes = num_classes
+    torch.manual_seed(0)
+    save_checkpoint(
+        dict(state_dict=MODELS.build(cfg.model).state_dict(), meta={}), path)
+    return path

@@ -12,6 +12,7 @@ from PIL import Image
 
 from conftest import (BASELINE_CFG, CLASSES, CONFIGS, TOOLS,
                       data_root_options, load_script, run_tool)
+from dmue_testing import save_untrained_checkpoint
 
 TRAIN = osp.join(TOOLS, 'train.py')
 TEST = osp.join(TOOLS, 'test.py')
@@ -39,23 +40,12 @@ def checkpoint(tmp_path_factory, image_folder):
 
 @pytest.fixture(scope='module')
 def fresh_checkpoint(tmp_path_factory):
-    """An untrained baseline checkpoint with ``num_classes`` classes
-    (cheaper than training when only the tool's plumbing is tested)."""
+    """An untrained baseline checkpoint with ``num_classes`` classes."""
 
     def make(num_classes=len(CLASSES)):
-        from mmengine.registry import init_default_scope
-        from mmengine.runner import save_checkpoint
-
-        from mmpretrain.registry import MODELS
-        init_default_scope('mmpretrain')
-        cfg = load_test_tool().load_config(BASELINE_CFG)
-        cfg.model.head.num_classes = num_classes
-        torch.manual_seed(0)
         path = tmp_path_factory.mktemp('fresh') / f'k{num_classes}.pth'
-        save_checkpoint(
-            dict(state_dict=MODELS.build(cfg.model).state_dict(), meta={}),
-            str(path))
-        return str(path)
+        return save_untrained_checkpoint(BASELINE_CFG, str(path),
+                                         num_classes)
 
     return make
 
