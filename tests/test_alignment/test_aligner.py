@@ -1,5 +1,5 @@
 """End-to-end alignment on the real photos that ship with matplotlib and
-scikit-image (issue 5's "Done when", issue 8's crop mode).
+scikit-image (both modes, docs/align.md).
 
 What the tolerances mean (docs/align.md, "Accuracy"): MTCNN run again on a
 crop must find each landmark within 4 px of where the tool's transform put

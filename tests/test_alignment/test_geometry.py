@@ -109,7 +109,7 @@ class TestTemplate:
 
     def test_template_is_the_wflw_points_under_one_crop_map(self):
         # the documented derivation: template = per-axis scale + shift of
-        # spec §6.2's points 96, 97, 54, 76, 82
+        # the original template's points 96, 97, 54, 76, 82
         pts = DMUE_TEMPLATE.points
         for axis in range(2):
             coef = np.polyfit(WFLW_TEMPLATE_800[:, axis], pts[:, axis], 1)

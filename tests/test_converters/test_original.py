@@ -1,4 +1,4 @@
-"""Original DMUE checkpoints (spec §5, rebuilt with random values) convert,
+"""Original DMUE checkpoints (rebuilt with random values) convert,
 load strictly, and give the original's logits and losses."""
 import os.path as osp
 
@@ -65,7 +65,7 @@ class TestSpecKeys:
         sd = snapshot(arch, K, bnneck, meta=True)
         assert len(sd) == count
         if (arch, bnneck) == ('r18', True):
-            assert len(target_only(sd, K)) == 126  # spec §5.4
+            assert len(target_only(sd, K)) == 126  # make_target_model.py
 
     def test_shapes_of_spec(self):
         sd = snapshot('r18', K, True, meta=True)

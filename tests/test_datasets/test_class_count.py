@@ -1,5 +1,5 @@
 """The class count of a dataset config, read without building the dataset,
-and the check against ``model.head.num_classes`` (issue 14, item 2)."""
+and the check against ``model.head.num_classes``."""
 import pytest
 from mmengine.config import Config
 

@@ -1,4 +1,4 @@
-"""The DMUE recipe configs follow spec §4 and build."""
+"""The DMUE recipe configs follow the original's config.py and build."""
 import glob
 import os.path as osp
 

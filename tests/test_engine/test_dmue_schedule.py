@@ -1,4 +1,4 @@
-"""DMUE optimiser groups and the per-epoch lr table (spec §3.4, §4)."""
+"""DMUE optimiser groups and the per-epoch lr table of the original."""
 import os.path as osp
 
 import pytest
@@ -21,7 +21,7 @@ def expanded(bounds):
     return [next(v for b, v in bounds if b > e) for e in range(36)]
 
 
-# spec §4, the original's tables
+# the original config.py's tables
 LR1 = expanded([(6, 1e-4), (12, 5e-5), (20, 1e-5), (22, 1e-5), (25, 5e-5),
                 (60, 1e-5)])
 LR2 = expanded([(4, 1e-3), (8, 5e-4), (14, 1e-4), (22, 1e-5), (25, 5e-5),

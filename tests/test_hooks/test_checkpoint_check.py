@@ -1,5 +1,5 @@
 """A checkpoint of another shape is refused in one line naming the key and
-both shapes (issue 14, item 3)."""
+both shapes."""
 import re
 
 import pytest

@@ -1,4 +1,5 @@
-"""The MV-Softmax pretraining recipes (spec §6.6) on generated identities."""
+"""The MV-Softmax pretraining recipes (docs/pretrain.md) on generated
+identities."""
 import math
 import os
 import os.path as osp

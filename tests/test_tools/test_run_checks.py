@@ -1,4 +1,4 @@
-"""The runner tools check before any work (issue 14): the head's class
+"""The runner tools check before any work: the head's class
 count against the data (train.py, test.py, infer.py) and the shape of the
 checkpoint they load (test.py, load_from, --resume). In process: each fails
 in one line with exit status 2."""

@@ -1,5 +1,5 @@
 """End-to-end checks of tools/train.py, tools/test.py and tools/dist_train.sh
-on the plain cross-entropy baseline over generated data (issue 2)."""
+on the plain cross-entropy baseline over generated data."""
 import json
 import os.path as osp
 import signal

@@ -1,5 +1,6 @@
-"""tools/test.py on the cross-entropy baseline (issue 7, evaluation part):
-expression metrics, confusion-matrix PNG, JSON/pickle outputs and flip TTA."""
+"""tools/test.py on the cross-entropy baseline: expression metrics,
+confusion-matrix PNG, JSON/pickle outputs, flip TTA, --show-dir, and the
+checks of its config and checkpoint."""
 import json
 import os.path as osp
 import pickle
