@@ -11,6 +11,23 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import dmue_mm  # noqa: F401  registers the plugin
+from dmue_mm.utils.numerics import FLOAT32_EPS, float32_sum_tolerance
+
+#: float32 machine epsilon, 2**-23 (the unit roundoff is half of it).
+EPS32 = FLOAT32_EPS
+
+
+def sum_atol(expected: torch.Tensor,
+             terms: int,
+             layers: int = 1,
+             conditioning: float = 4.0) -> float:
+    """:func:`dmue_mm.utils.numerics.float32_sum_tolerance` relative to the
+    largest ``|expected|``: the tolerance between two float32 evaluations
+    of ``expected`` whose ``layers`` layers (at most ``terms`` products per
+    sum) may sum in another order."""
+    return float32_sum_tolerance(
+        float(expected.detach().abs().max()), terms, layers, conditioning)
+
 
 TINY_RESNET = dict(
     type='ResNet', depth=18, base_channels=8, stem_channels=8,

@@ -127,6 +127,7 @@ class TestPretrainRecipes:
         }
         assert set(loaded) == set(expected)
         for key, value in expected.items():
+            # copies: bitwise equal
             torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
 
 

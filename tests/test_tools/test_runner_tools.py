@@ -117,7 +117,9 @@ class TestTrainResume:
         image = osp.join(image_folder, 'val', CLASSES[1], '00004.png')
         result = inferencer(image)[0]
         assert len(result['pred_scores']) == len(CLASSES)
-        assert abs(sum(result['pred_scores']) - 1.0) < 1e-5
+        # 4 float32 softmax outputs of <= 8 eps relative error each
+        assert abs(sum(result['pred_scores']) - 1.0) <= 4 * 8 * torch.finfo(
+            torch.float32).eps
         assert 0 <= result['pred_label'] < len(CLASSES)
 
 

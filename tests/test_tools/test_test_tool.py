@@ -13,7 +13,7 @@ from PIL import Image
 
 from conftest import (BASELINE_CFG, CLASSES, CONFIGS, TOOLS,
                       data_root_options, load_script, run_tool)
-from dmue_testing import save_untrained_checkpoint
+from dmue_testing import save_untrained_checkpoint, sum_atol
 
 TRAIN = osp.join(TOOLS, 'train.py')
 TEST = osp.join(TOOLS, 'test.py')
@@ -75,7 +75,9 @@ class TestTestTool:
         assert sum(map(sum, cm)) == NUM_VAL
         assert [sum(row) for row in cm] == [4] * len(CLASSES)
         assert metrics['expression/classes'] == list(CLASSES)
-        # the config's Accuracy stays; both count the same predictions
+        # the config's Accuracy stays; both count the same predictions (a
+        # ratio of counts: float32 in Accuracy, float64 here; rel 1e-6 is
+        # 8 eps of float32)
         assert metrics['expression/top1'] == pytest.approx(
             metrics['accuracy/top1'])
         assert metrics['expression/top1'] == pytest.approx(
@@ -236,7 +238,13 @@ class TestFlipTTA:
                     dict(inputs=[view], data_samples=[sample]))[0].pred_score
                 for view, sample in zip(views, item['data_samples'])
             ]
-        torch.testing.assert_close(merged.pred_score,
-                                   (single[0] + single[1]) / 2)
+        # a batch of 2 views vs 2 batches of 1: the ResNet-18 (20 convs + fc,
+        # <= 512 x 3 x 3 products a sum) may pick other kernels; scores move
+        # by <= half the logit change (the scale: the logits' spread, which
+        # is all the softmax sees, is bounded by |log p|)
+        bound = sum_atol(merged.pred_score.log(), 512 * 9, layers=21) / 2
+        torch.testing.assert_close(
+            merged.pred_score, (single[0] + single[1]) / 2, rtol=0,
+            atol=bound)
         assert not torch.allclose(single[0], single[1])
         assert merged.gt_label.item() == item['data_samples'][0].gt_label
