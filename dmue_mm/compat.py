@@ -1,7 +1,7 @@
 """Compatibility shims for the OpenMMLab stack on torch >= 2.6 and numpy 2.
 
 This is the one place where the plugin works around breakages of MMEngine,
-MMCV and MMPretrain on the pinned stack (see ``docs/stack.md``). Importing
+MMCV and MMPretrain on the pinned stack (``docs/stack.md`` lists them). Importing
 ``dmue_mm`` applies the import-time shims; the tools call
 :func:`adapt_cfg_to_machine` for the run-time ones.
 
@@ -10,10 +10,13 @@ Shims:
 (a) ``torch.load`` defaults to ``weights_only=True`` since torch 2.6, which
     rejects checkpoints written by MMEngine's Runner (they pickle
     ``HistoryBuffer`` and numpy objects). :func:`install_checkpoint_loader`
-    replaces MMEngine's local-file loader so that resume, ``load_from``,
-    ``tools/test.py`` and ``ImageClassificationInferencer`` work again. Only
-    local files are loaded with full unpickling: they are the user's own runs.
-    Foreign checkpoints (``tools/convert.py``) keep ``weights_only=True``.
+    replaces MMEngine's local-file loader with :func:`load_local_checkpoint`,
+    which keeps ``weights_only=True`` and allows exactly the extra types the
+    Runner writes (:data:`RUNNER_SAFE_GLOBALS`), so that resume,
+    ``load_from``, ``tools/test.py`` and ``ImageClassificationInferencer``
+    work again while a file holding anything else is refused (nothing from
+    it runs). Trusted legacy files load with full unpickling only after an
+    explicit opt-in (``--trust-checkpoint`` or ``DMUE_TRUST_CHECKPOINT=1``).
 (b) ``mmcv.adjust_hue`` computes ``np.uint8(hue_factor * 255)``, which raises
     ``OverflowError`` for negative factors under numpy 2 (NEP 50).
     :func:`patch_adjust_hue` replaces every public name of the function with
@@ -36,15 +39,18 @@ Shims:
     symlink to ``configs/`` in the repository, copied into a wheel), as the
     repository's own bases are read.
 """
+import os
 import os.path as osp
+import pickle
 from contextlib import contextmanager
-from typing import Callable, Optional
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.config import Config, ConfigDict
+from mmengine.logging import HistoryBuffer
 from mmengine.optim import OptimWrapper
 from mmengine.runner.amp import autocast
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -52,7 +58,10 @@ from PIL import Image
 
 from mmpretrain.registry import OPTIM_WRAPPERS
 
+from dmue_mm.utils.errors import DMUEError
+
 __all__ = [
+    'TRUST_CHECKPOINT_ENV', 'RUNNER_SAFE_GLOBALS', 'UnsafeCheckpointError',
     'install_checkpoint_loader', 'load_local_checkpoint', 'adjust_hue',
     'patch_adjust_hue', 'BF16AmpOptimWrapper', 'adapt_cfg_to_machine',
     'CONFIG_PREFIX', 'packaged_configs_dir', 'patch_config_package',
@@ -63,12 +72,64 @@ __all__ = [
 # --------------------------------------------------------------------------
 # (a) torch.load(weights_only=True) vs. MMEngine checkpoints
 # --------------------------------------------------------------------------
+#: Set to ``1`` to unpickle local checkpoints fully (trusted legacy files).
+TRUST_CHECKPOINT_ENV = 'DMUE_TRUST_CHECKPOINT'
+
+
+class UnsafeCheckpointError(DMUEError, ValueError):
+    """A checkpoint that holds objects other than tensors and the types
+    MMEngine's Runner writes; it is not unpickled."""
+
+
+def _history_buffer_method(owner: Any, name: str) -> Callable:
+    """``getattr`` restricted to the statistics methods of
+    ``HistoryBuffer``.
+
+    ``HistoryBuffer.__getstate__`` stores its statistics methods (``min``,
+    ``max``, ``current``, ``mean``), which pickle writes as
+    ``builtins.getattr(HistoryBuffer, 'min')``. This stands in for
+    ``getattr`` during a safe load and reaches nothing else.
+    """
+    if owner is not HistoryBuffer or name not in ('min', 'max', 'current',
+                                                  'mean'):
+        raise pickle.UnpicklingError(
+            f'getattr({getattr(owner, "__name__", type(owner).__name__)}, '
+            f'{name!r}) is not an allowed global')
+    return getattr(HistoryBuffer, name)
+
+
+def _numpy_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
+    """numpy arrays, scalars and dtypes (numpy 2 names, and the numpy 1
+    names that older checkpoints hold)."""
+    multiarray = np._core.multiarray
+    dtype_classes = [
+        cls for cls in vars(np.dtypes).values()
+        if isinstance(cls, type) and issubclass(cls, np.dtype)
+    ]
+    return [
+        np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
+        (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
+        (multiarray.scalar, 'numpy.core.multiarray.scalar'), *dtype_classes
+    ]
+
+
+#: What MMEngine's Runner pickles besides tensors and plain Python values:
+#: the message hub's ``HistoryBuffer`` (with its statistics methods) and
+#: numpy arrays, scalars and dtypes. Types only, no general callable.
+RUNNER_SAFE_GLOBALS = [
+    HistoryBuffer, (_history_buffer_method, 'builtins.getattr'),
+    *_numpy_globals()
+]
+
+
 def load_local_checkpoint(filename: str,
                           map_location: Optional[str] = None) -> dict:
-    """Load a checkpoint file written by the user's own runs.
+    """Load a local checkpoint safely.
 
-    Same contract as MMEngine's ``load_from_local`` but unpickles fully
-    (``weights_only=False``), as torch < 2.6 did by default.
+    Same contract as MMEngine's ``load_from_local``, with
+    ``weights_only=True`` and :data:`RUNNER_SAFE_GLOBALS` allowed during
+    the load. With ``DMUE_TRUST_CHECKPOINT=1`` (``--trust-checkpoint`` of
+    the tools) the file is unpickled fully instead.
 
     Args:
         filename (str): Local path, ``~`` is expanded.
@@ -76,16 +137,35 @@ def load_local_checkpoint(filename: str,
 
     Returns:
         dict: The loaded checkpoint.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        UnsafeCheckpointError: If it holds any other object.
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} can not be found: '
                                 'check the path')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    if os.environ.get(TRUST_CHECKPOINT_ENV) == '1':
+        return torch.load(
+            filename, map_location=map_location, weights_only=False)
+    try:
+        with torch.serialization.safe_globals(RUNNER_SAFE_GLOBALS):
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()[-1].split('. Please use')[0]
+        raise UnsafeCheckpointError(
+            f'checkpoint {filename!r} holds objects other than tensors and '
+            f'what MMEngine\'s Runner writes ({reason}); it was not loaded. '
+            'Only if you trust the file (e.g. written by an older stack), '
+            f'pass --trust-checkpoint or set {TRUST_CHECKPOINT_ENV}=1 to '
+            'unpickle it fully') from exc
 
 
 def install_checkpoint_loader() -> None:
-    """Make MMEngine load local checkpoints with full unpickling."""
+    """Make MMEngine load local checkpoints with
+    :func:`load_local_checkpoint`."""
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_local_checkpoint, force=True)
 

@@ -58,6 +58,72 @@ class TestCheckpointLoader:
         with pytest.raises(FileNotFoundError, match='nope.pth'):
             compat.load_local_checkpoint(str(tmp_path / 'nope.pth'))
 
+    @pytest.mark.parametrize('payload', ['open', 'getattr'])
+    def test_crafted_file_is_refused_and_does_not_run(
+            self, tmp_path, monkeypatch, payload):
+        """A pickle whose loading would create a file (directly, or through
+        ``getattr`` on an allowed class) is refused; the file is not made."""
+        monkeypatch.delenv(compat.TRUST_CHECKPOINT_ENV, raising=False)
+        marker = tmp_path / 'payload_ran'
+        path = tmp_path / 'evil.pth'
+        torch.save(
+            dict(state_dict=nn.Linear(3, 2).state_dict(),
+                 meta=_Payload(str(marker), payload)), path)
+        for load in (compat.load_local_checkpoint,
+                     lambda p: load_checkpoint(nn.Linear(3, 2), p)):
+            with pytest.raises(compat.UnsafeCheckpointError) as exc:
+                load(str(path))
+            message = str(exc.value)
+            assert str(path) in message and '--trust-checkpoint' in message
+            assert compat.TRUST_CHECKPOINT_ENV in message
+            assert not marker.exists()
+
+    def test_trusted_legacy_file_needs_the_opt_in(self, tmp_path,
+                                                  monkeypatch):
+        marker = tmp_path / 'payload_ran'
+        path = tmp_path / 'legacy.pth'
+        torch.save(dict(meta=_Payload(str(marker), 'open')), path)
+        monkeypatch.setenv(compat.TRUST_CHECKPOINT_ENV, '1')
+        compat.load_local_checkpoint(str(path))
+        assert marker.exists()  # fully unpickled, as asked
+
+    def test_only_types_are_allowed(self):
+        """No general callable: the allowed ``getattr`` reaches the four
+        statistics methods of ``HistoryBuffer`` and nothing else."""
+        allowed = dict(
+            (entry[1], entry[0]) if isinstance(entry, tuple) else
+            (f'{entry.__module__}.{entry.__qualname__}', entry)
+            for entry in compat.RUNNER_SAFE_GLOBALS)
+        restricted = allowed.pop('builtins.getattr')
+        assert restricted is not getattr
+        assert restricted(HistoryBuffer, 'mean') is HistoryBuffer.mean
+        for owner, name in ((HistoryBuffer, 'update'), (np, 'save'),
+                            (HistoryBuffer, '__init__')):
+            with pytest.raises(pickle.UnpicklingError):
+                restricted(owner, name)
+        functions = {
+            name
+            for name, value in allowed.items() if not isinstance(value, type)
+        }
+        assert functions <= {
+            f'numpy.{core}.multiarray.{fn}'
+            for core in ('core', '_core') for fn in ('_reconstruct', 'scalar')
+        }
+
+
+class _Payload:
+    """Unpickling it calls ``open(path, 'w')`` (creating the file), or
+    ``getattr(HistoryBuffer, 'update')``, an attribute outside the allowed
+    statistics methods (standing in for any other attribute lookup)."""
+
+    def __init__(self, path, how):
+        self.path, self.how = path, how
+
+    def __reduce__(self):
+        if self.how == 'open':
+            return open, (self.path, 'w')
+        return getattr, (HistoryBuffer, 'update')
+
 
 def _hue_reference(img_bgr, factor, backend):
     """Shift the hue byte by int(factor * 255) modulo 256."""

@@ -5,7 +5,8 @@ import importlib.util
 import pytest
 from mmengine.config import Config, DictAction
 
-from dmue_mm.utils.cli import (check_cfg_options, load_config,
+from dmue_mm.utils.cli import (add_common_args, check_cfg_options,
+                               load_config, parse_with_local_rank,
                                set_dataloader_defaults, set_vis_backends,
                                set_work_dir)
 from dmue_mm.utils.errors import CLIError
@@ -18,6 +19,20 @@ def cfg():
             model=dict(head=dict(type='LinearClsHead', num_classes=4)),
             train_dataloader=dict(batch_size=8, dataset=dict(data_root='x')),
             custom_hooks=[dict(type='A', interval=1)]))
+
+
+@pytest.mark.parametrize('flag, trusted', [((), None),
+                                           (('--trust-checkpoint', ), '1')])
+def test_trust_checkpoint_flag(monkeypatch, flag, trusted):
+    """``--trust-checkpoint`` is the opt-in that the safe loader reads."""
+    import argparse
+    import os
+    monkeypatch.delenv('DMUE_TRUST_CHECKPOINT', raising=False)
+    monkeypatch.delenv('LOCAL_RANK', raising=False)
+    parser = argparse.ArgumentParser()
+    add_common_args(parser)
+    parse_with_local_rank(parser, list(flag))
+    assert os.environ.get('DMUE_TRUST_CHECKPOINT') == trusted
 
 
 class TestCheckCfgOptions:

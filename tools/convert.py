@@ -134,8 +134,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     onnx.add_argument(
         '--atol',
         type=float,
-        default=1e-4,
-        help='largest allowed logit difference')
+        help='largest allowed logit difference (default: the float32 '
+        'rounding of the model\'s sums, from its layer count and fan-in)')
     return parser.parse_args(argv)
 
 

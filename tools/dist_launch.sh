@@ -5,9 +5,17 @@
 # Without a GPU the tools switch to gloo by themselves; here each process gets
 # an equal share of the CPU cores (torchrun would set OMP_NUM_THREADS=1).
 set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: $0 SCRIPT NPROC [ARGS...]" >&2
+    exit 2
+fi
 SCRIPT=$1
 NPROC=$2
 shift 2
+if ! [[ $NPROC =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: the number of processes must be a positive integer, got '$NPROC'" >&2
+    exit 2
+fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}

@@ -21,7 +21,8 @@ import os.path as osp
 from dmue_mm.apis import (VIDEO_EXTENSIONS, ExpressionInferencer, is_video,
                           predictions_table, save_video_timeline, video_info,
                           write_predictions)
-from dmue_mm.utils.cli import CLIError, cli_entry
+from dmue_mm.utils.cli import (CLIError, add_trust_checkpoint_arg,
+                               apply_trust_checkpoint, cli_entry)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -62,7 +63,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--classes',
         help='class names, comma-separated '
         "(default: the checkpoint's)")
-    return parser.parse_args(argv)
+    add_trust_checkpoint_arg(parser)
+    args = parser.parse_args(argv)
+    apply_trust_checkpoint(args)
+    return args
 
 
 @cli_entry

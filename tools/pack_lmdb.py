@@ -133,10 +133,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         '--list',
         dest='lists',
-        action='append',
+        nargs='+',
+        action='extend',
         required=True,
         metavar='SPLIT=FILE',
-        help='a list file per split')
+        help='a list file per split: --list train=a.txt test=b.txt (or '
+        'repeated: --list train=a.txt --list test=b.txt)')
     p.add_argument(
         '--image-root',
         required=True,

@@ -36,8 +36,8 @@ from dmue_mm.compat import adapt_cfg_to_machine
 from dmue_mm.evaluation import (add_expression_metric, dump_metrics,
                                 resolve_out_item, set_confusion_png)
 from dmue_mm.hooks import TestMetricsVisHook
-from dmue_mm.utils.cli import (CLIError, add_common_args, cli_entry,
-                               load_config, merge_cfg_options,
+from dmue_mm.utils.cli import (CLIError, add_common_args, check_before_run,
+                               cli_entry, load_config, merge_cfg_options,
                                parse_with_local_rank, set_dataloader_defaults,
                                set_vis_backends, set_work_dir)
 
@@ -123,6 +123,8 @@ def merge_args(cfg, args):
                            "visualization=dict(type='VisualizationHook') in "
                            'the config')
         vis = cfg.default_hooks.visualization
+        if vis.type in ('VisualizationHook', 'mmpretrain.VisualizationHook'):
+            vis.type = 'ExpressionVisualizationHook'  # a file per image
         vis.enable = True
         vis.show = args.show
         vis.wait_time = args.wait_time
@@ -140,6 +142,7 @@ def merge_args(cfg, args):
         overrides=dict(pin_memory=False) if args.no_pin_memory else None)
     merge_cfg_options(cfg, args.cfg_options)
     set_vis_backends(cfg, args.vis_backend)
+    check_before_run(cfg, ('test_dataloader', ))
     adapt_cfg_to_machine(cfg)
     return cfg
 

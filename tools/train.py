@@ -21,11 +21,10 @@ from mmengine.runner import Runner
 import dmue_mm  # noqa: F401  registers the plugin and applies the shims
 from dmue_mm.compat import adapt_cfg_to_machine
 from dmue_mm.engine import apply_total_batch_size, launched_world_size
-from dmue_mm.utils.cli import (CLIError, add_common_args, cli_entry,
-                               disable_idle_persistent_workers, load_config,
-                               merge_cfg_options, parse_with_local_rank,
-                               set_dataloader_defaults, set_vis_backends,
-                               set_work_dir)
+from dmue_mm.utils.cli import (CLIError, add_common_args, check_before_run,
+                               cli_entry, load_config, merge_cfg_options,
+                               parse_with_local_rank, set_dataloader_defaults,
+                               set_vis_backends, set_work_dir)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -100,7 +99,7 @@ def merge_args(cfg, args):
     set_vis_backends(cfg, args.vis_backend)
     apply_total_batch_size(cfg, launched_world_size(args.launcher),
                            args.cfg_options)
-    disable_idle_persistent_workers(cfg, loaders)
+    check_before_run(cfg)
     adapt_cfg_to_machine(cfg, amp=args.amp)
     return cfg
 

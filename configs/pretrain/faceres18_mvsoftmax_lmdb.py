@@ -1,5 +1,5 @@
-# The face-stem ResNet-18 MV-Softmax pretraining recipe (spec §6.6) over an
-# identity LMDB in the plugin's format instead of a `relpath identity` list,
+# The face-stem ResNet-18 MV-Softmax pretraining recipe (docs/pretrain.md) over
+# an identity LMDB in the plugin's format instead of a `relpath identity` list,
 # e.g. the crops written by
 #   python tools/align.py ids/ --folder-layout class --mode crop --out data/identities.lmdb
 # (one class folder per identity) or by tools/pack_lmdb.py. Set the number

@@ -1,5 +1,5 @@
 # Face-stem ResNet-18 + MV-Softmax (AM, m=0.35, t=1.12, s=32) pretraining,
-# the backbone of the DMUE ResNet-18 recipes (spec §6.6).
+# the backbone of the DMUE ResNet-18 recipes (docs/pretrain.md).
 # The original trains with batch 512 on 2 GPUs; 4 GPUs x 128 here. Other
 # setups: tools/train.py ... --auto-scale-lr scales lr 0.1 by batch / 512.
 _base_ = ['./_base_/mvsoftmax_msceleb.py']

@@ -1,5 +1,5 @@
 # ResNet-50-IBN-a + MV-Softmax (AM, m=0.35, t=1.12, s=32) pretraining,
-# the backbone of the DMUE ResNet-50-IBN recipes (spec §6.6).
+# the backbone of the DMUE ResNet-50-IBN recipes (docs/pretrain.md).
 # The original trains with batch 256 on 4 GPUs: 4 GPUs x 64 here. Other
 # setups: tools/train.py ... --auto-scale-lr scales lr 0.1 by batch / 256.
 _base_ = ['./faceres18_mvsoftmax_msceleb.py']

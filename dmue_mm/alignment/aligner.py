@@ -3,13 +3,13 @@
 :func:`align_face` aligns one image, for inference; :class:`FaceAligner`
 aligns batches, for the offline tool. Two modes:
 
-* ``'align'`` (expression data, spec §6.1): a similarity from the five MTCNN
-  landmarks to :data:`~.template.DMUE_TEMPLATE` with its fixed vertical
-  squeeze, warped to 256x256 in one pass from the full-resolution image.
-  With ``refine=True`` MTCNN runs a second time on the upright face (where
-  its landmarks are more precise than on a tilted one) and the transform is
-  fitted again from those landmarks.
-* ``'crop'`` (MS-Celeb-style pretraining crops, spec §6.6): the largest box
+* ``'align'`` (expression data, as the original ``crop_align.py``): a
+  similarity from the five MTCNN landmarks to :data:`~.template.DMUE_TEMPLATE`
+  with its fixed vertical squeeze, warped to 256x256 in one pass from the
+  full-resolution image. With ``refine=True`` MTCNN runs a second time on the
+  upright face (where its landmarks are more precise than on a tilted one) and
+  the transform is fitted again from those landmarks.
+* ``'crop'`` (MS-Celeb-style pretraining crops, docs/align.md): the largest box
   enlarged by 256/224 on each side and resized to 256x256 (no alignment).
 """
 from dataclasses import dataclass, field

@@ -1,12 +1,11 @@
 """The 5-point alignment template of the original DMUE framing.
 
-The original ``preprocess/crop_align.py`` (spec §6.1) aligns 98 FAN
-landmarks to a 98-point template on an 800x800 canvas, runs MTCNN again on
-the aligned canvas and crops the face box enlarged by 256/224 per side,
-resized to 256x256 (each axis on its own). We have no FAN weights offline, so
-the template is reduced to the five points MTCNN gives (spec §6.2: pupils
-96/97, nose tip 54, mouth corners 76/82) and the two passes are folded into
-one fixed 256x256 template:
+The original ``preprocess/crop_align.py`` aligns 98 FAN landmarks to a 98-point
+template on an 800x800 canvas, runs MTCNN again on the aligned canvas and crops
+the face box enlarged by 256/224 per side, resized to 256x256 (each axis on its
+own). We have no FAN weights offline, so the template is reduced to the five
+points MTCNN gives (template indices: pupils 96/97, nose tip 54, mouth corners
+76/82) and the two passes are folded into one fixed 256x256 template:
 
 1. :func:`original_two_pass` runs the original procedure with those five
    points on a photo and returns the crop map ``C`` (box enlargement and
@@ -104,7 +103,7 @@ def template_transform(landmarks: np.ndarray,
 
 
 def original_two_pass(img: np.ndarray, detector) -> Optional[Dict]:
-    """The original two-pass crop with the five-point template (spec §6.1).
+    """The original two-pass crop with the five-point template.
 
     Align the largest face's landmarks to :data:`WFLW_TEMPLATE_800` on an
     800x800 canvas (bilinear, black border), detect again, enlarge the

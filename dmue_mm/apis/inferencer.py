@@ -115,7 +115,7 @@ class ExpressionInferencer:
             ``inference.py`` assumes).
         align_mode (str): ``'align'`` (5-point template) or ``'crop'``.
         classes (Sequence[str], optional): Overrides the checkpoint's class
-            names.
+            names; as many as the model has classes.
 
     Example:
         >>> from dmue_mm.apis import ExpressionInferencer
@@ -144,10 +144,14 @@ class ExpressionInferencer:
                 pretrained=checkpoint,
                 device=device,
                 classes=classes)
+        from dmue_mm.datasets import check_class_names
         num_classes = self.inferencer.model.head.num_classes
         names = self.inferencer.classes
+        check_class_names(
+            num_classes, names, 'the given classes'
+            if classes is not None else f'checkpoint {checkpoint!r}')
         self.classes = (
-            list(names) if names is not None and len(names) == num_classes else
+            list(names) if names is not None else
             [f'class_{i}' for i in range(num_classes)])
         self.device = device
         self.align = align

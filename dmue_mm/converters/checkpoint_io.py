@@ -74,7 +74,8 @@ def check_state_dict(
         expected: Mapping[str, torch.Tensor],
         state: Mapping[str, torch.Tensor],
         what: str,
-        source_name: Optional[Callable[[str], str]] = None) -> None:
+        source_name: Optional[Callable[[str], str]] = None,
+        may_miss: Optional[Callable[[str], bool]] = None) -> None:
     """Check that ``state`` has exactly the keys and shapes of ``expected``.
 
     Keys are visited in the checkpoint's order, then the missing ones in the
@@ -86,6 +87,8 @@ def check_state_dict(
         what (str): What is checked, for the message (file and target).
         source_name (callable, optional): Maps a converted key back to the
             key in the user's file, for the message.
+        may_miss (callable, optional): True for the model's keys that
+            ``state`` may lack (they keep their initialisation).
 
     Raises:
         ArchitectureMismatchError: Naming the first mismatching key.
@@ -113,7 +116,7 @@ def check_state_dict(
                 f'{shape_str(value.shape)}, the model expects '
                 f'{shape_str(want)}')
     for key, value in expected.items():
-        if key not in state:
+        if key not in state and not (may_miss and may_miss(key)):
             raise ArchitectureMismatchError(
                 f'{what}: missing key {described(key)} of shape '
                 f'{shape_str(value.shape)}')

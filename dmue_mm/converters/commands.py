@@ -42,7 +42,7 @@ class ConversionResult:
 def original_classes(classes: Optional[Sequence[str]],
                      num_classes: int) -> Optional[List[str]]:
     """Class names of an original model: as given, else AffectNet-8's order
-    for K = 8 (the only label order in the original code, spec §4); None
+    for K = 8 (the only label order in the original code); None
     (generic names) otherwise."""
     if classes is not None:
         if len(classes) != num_classes:

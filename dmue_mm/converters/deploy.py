@@ -56,7 +56,7 @@ ORIGINAL_DATA_PREPROCESSOR = dict(
     mean=[127.5, 127.5, 127.5],
     std=[127.5, 127.5, 127.5],
     to_rgb=True)
-#: The original's validation transform (spec §4, §5.5): Resize((256, 256))
+#: The original's validation transform (``inference.py``): Resize((256, 256))
 #: (PIL bilinear) -> CenterCrop(224).
 ORIGINAL_TEST_PIPELINE = [
     dict(type='LoadImageFromFile'),

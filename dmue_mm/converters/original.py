@@ -1,4 +1,5 @@
-"""The original DMUE checkpoint formats (spec §5) -> plugin checkpoints.
+"""The original DMUE checkpoint formats -> plugin checkpoints (the key
+mapping is in docs/deploy.md).
 
 Three formats come from the original code (JDAI-CV/FaceX-Zoo,
 ``addition_module/DMUE``), all read with ``torch.load(weights_only=True)``:
@@ -42,7 +43,7 @@ __all__ = [
     'plugin_checkpoint'
 ]
 
-#: Plugin backbones of the two original architectures (spec §1.1).
+#: Plugin backbones of the two original architectures.
 ORIGINAL_BACKBONES = {
     'faceres18': dict(type='FaceResNet', depth=18, out_indices=(3, )),
     'r50ibn': dict(type='ResNetIBN', depth=50, out_indices=(3, )),
@@ -56,7 +57,8 @@ _PROJECT = re.compile(r'^project_w\.(\d+)\.(.+)$')
 _NECK = re.compile(r'^bottleneck\.(.+)$')
 _BASE = re.compile(r'^base\.(.+)$')
 _FEAT_NET = re.compile(r'^feat_net\.(.+)$')
-# pretraining keys the DMUE model does not use (spec §1.3)
+# pretraining keys the DMUE model does not use (the MV-Softmax weight and
+# the unused fc of the original's load_param)
 _PRETRAIN_SKIP = re.compile(r'^(loss_layer\.|feat_net\.fc\.)')
 
 
@@ -192,7 +194,7 @@ def parse_snapshot(raw: Mapping,
         else:
             raise ConversionError(
                 f'{what}: unknown key {raw_names[key]!r}: not a key of '
-                f'{fmt} (spec §5.2)')
+                f'{fmt} (docs/deploy.md lists the key patterns)')
     if len(classifiers) < 3:
         raise ConversionError(
             f'{what}: found {len(classifiers)} classifiers.* weights; a '
@@ -247,8 +249,9 @@ def parse_snapshot(raw: Mapping,
 def parse_target(raw: Mapping,
                  what: str = 'target weights',
                  arch: str = 'auto') -> OriginalWeights:
-    """Map the original converted target-only weights (spec §5.3-§5.4) onto
-    plugin keys (``backbone.*``, ``head.bnneck.*``, ``head.fc.weight``).
+    """Map the original converted target-only weights (written by its
+    ``convert_weights.py``) onto plugin keys (``backbone.*``,
+    ``head.bnneck.*``, ``head.fc.weight``).
 
     Args:
         raw (Mapping): The loaded file (bare ``OrderedDict``).
@@ -295,7 +298,7 @@ def parse_msceleb(raw: Mapping,
                   arch: str = 'auto') -> OriginalWeights:
     """Map an original MS-Celeb-1M pretraining checkpoint onto the plugin
     backbone (``backbone.*``); ``loss_layer.*`` and ``feat_net.fc.*`` are
-    dropped (spec §1.3).
+    dropped, as the original's ``load_param`` does.
 
     Args:
         raw (Mapping): The loaded file (``{'state_dict', 'epoch',

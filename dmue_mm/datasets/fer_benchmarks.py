@@ -9,11 +9,13 @@ from typing import Optional, Sequence
 
 from mmpretrain.registry import DATASETS
 
+from dmue_mm.utils.errors import DataError
 from .lmdb_dataset import ExpressionLMDBDataset
 
 __all__ = [
     'RAFDB_CLASSES', 'AFFECTNET7_CLASSES', 'AFFECTNET8_CLASSES',
-    'FERPLUS_CLASSES', 'FERPLUS_OTHER_VOTES', 'SFEW_CLASSES', 'RAFDB',
+    'FERPLUS_CLASSES', 'FERPLUS_OTHER_VOTES', 'SFEW_CLASSES',
+    'BenchmarkDataset', 'RAFDB',
     'AffectNet7', 'AffectNet8', 'FERPlus', 'SFEW'
 ]
 
@@ -33,28 +35,56 @@ SFEW_CLASSES = ('Angry', 'Disgust', 'Fear', 'Happy', 'Neutral', 'Sad',
                 'Surprise')
 
 
+class BenchmarkDataset(ExpressionLMDBDataset):
+    """A benchmark whose class count is fixed by its ``METAINFO``.
+
+    A ``classes`` list of another length is refused at once: the benchmark
+    has that many classes, whatever the names (another class set is an
+    ``ExpressionLMDBDataset`` with its own ``classes``).
+
+    Args:
+        data_root (str): The LMDB folder.
+        classes (Sequence[str], optional): Expected classes, of the
+            benchmark's length.
+        **kwargs: See :class:`~.lmdb_dataset.ExpressionLMDBDataset`.
+    """
+
+    def __init__(self,
+                 data_root: str,
+                 classes: Optional[Sequence[str]] = None,
+                 **kwargs):
+        fixed = self.METAINFO['classes']
+        if isinstance(classes, (list, tuple)) and len(classes) != len(fixed):
+            raise DataError(
+                f'{type(self).__name__} has {len(fixed)} classes '
+                f'({", ".join(fixed)}) but the config\'s `classes` lists '
+                f'{len(classes)}: drop `classes`, or use '
+                "type='ExpressionLMDBDataset' for another class set")
+        super().__init__(data_root=data_root, classes=classes, **kwargs)
+
+
 @DATASETS.register_module()
-class RAFDB(ExpressionLMDBDataset):
+class RAFDB(BenchmarkDataset):
     """RAF-DB basic (7 classes; splits ``train``, ``test``)."""
     METAINFO = dict(classes=RAFDB_CLASSES)
 
 
 @DATASETS.register_module()
-class AffectNet7(ExpressionLMDBDataset):
+class AffectNet7(BenchmarkDataset):
     """AffectNet, manually annotated, 7 classes (no Contempt; splits
     ``train`` and ``test`` = the official validation set)."""
     METAINFO = dict(classes=AFFECTNET7_CLASSES)
 
 
 @DATASETS.register_module()
-class AffectNet8(ExpressionLMDBDataset):
+class AffectNet8(BenchmarkDataset):
     """AffectNet, manually annotated, 8 classes (splits ``train`` and
     ``test`` = the official validation set)."""
     METAINFO = dict(classes=AFFECTNET8_CLASSES)
 
 
 @DATASETS.register_module()
-class FERPlus(ExpressionLMDBDataset):
+class FERPlus(BenchmarkDataset):
     """FERPlus (8 classes; splits ``train`` = Training, ``val`` =
     PublicTest, ``test`` = PrivateTest).
 
@@ -66,7 +96,7 @@ class FERPlus(ExpressionLMDBDataset):
         score_extra (str, optional): ``'votes'`` (default) to give
             ``gt_score``; None for hard labels only (MMPretrain's ``ClsHead``
             trains on ``gt_score`` whenever it is present).
-        **kwargs: See :class:`~.lmdb_dataset.ExpressionLMDBDataset`.
+        **kwargs: See :class:`BenchmarkDataset`.
     """
     METAINFO = dict(classes=FERPLUS_CLASSES)
 
@@ -85,7 +115,7 @@ class FERPlus(ExpressionLMDBDataset):
 
 
 @DATASETS.register_module()
-class SFEW(ExpressionLMDBDataset):
+class SFEW(BenchmarkDataset):
     """SFEW 2.0 (7 classes; splits ``train`` and ``test`` = the official
     Val set)."""
     METAINFO = dict(classes=SFEW_CLASSES)

@@ -1,7 +1,8 @@
 """The original DMUE data format, read as it is.
 
-The original code (spec §6.3-§6.5) keeps labels in a list file, one line
-``<split>_<relpath> <label>`` per image, and the images in an LMDB whose
+The original code (``preprocess/make_lmdb.py``, ``datasets/bases.py``)
+keeps labels in a list file, one line ``<split>_<relpath> <label>`` per
+image, and the images in an LMDB whose
 keys are those first tokens (``b'train_<relpath>'``) and whose values are
 raw 256x256x3 RGB bytes, without header or metadata. Its parser takes the
 label as the second-to-last character of the line and splits the key on

@@ -7,7 +7,7 @@ dataset-level information such as the counts of dropped samples.
 atomically, resumably, with a progress bar, and listing every unreadable
 image (source and reason) in a report file.
 
-Layouts (see ``docs/datasets.md`` and ``../shared/spec/datasets.md``):
+Layouts (see ``docs/datasets.md``):
 RAF-DB basic, AffectNet (manually annotated csv files), FERPlus
 (``fer2013.csv`` + ``fer2013new.csv``), a folder tree ``split/class/image``
 (SFEW), a generic ``path label`` list, and the original DMUE LMDB + list.

@@ -2,7 +2,7 @@
 
 The original DMUE training draws every epoch ``len(dataset)`` indices with
 ``torch.multinomial(weights, n, replacement=True)`` where each sample weighs
-1 / (size of its class) (ufoym's ``ImbalancedDatasetSampler``, spec §4), so
+1 / (size of its class) (ufoym's ``ImbalancedDatasetSampler``), so
 batches are class-balanced in expectation. Its DDP variant lets every rank
 draw its own full epoch. Here one global stream of ``num_samples`` draws is
 generated from ``seed + epoch`` on every rank and rank ``r`` of ``k`` takes

@@ -1,4 +1,5 @@
-"""Training transforms of the DMUE recipe that MMPretrain lacks (spec §4).
+"""Training transforms of the DMUE recipe that MMPretrain lacks
+(docs/datasets.md).
 
 * :class:`GaussianPixelNoise`: the original's first augmentation, Gaussian
   noise on the raw uint8 image.
@@ -26,8 +27,8 @@ __all__ = ['GaussianPixelNoise', 'TorchvisionRandomErasing']
 class GaussianPixelNoise(BaseTransform):
     """Add Gaussian noise to a uint8 image with probability ``prob``.
 
-    As the original DMUE training (spec §4, step 1): noise with mean 0 and
-    variance ``var`` (in 0-255 units) per pixel and channel, then clip to
+    As the first step of the original DMUE training transform: noise with mean
+    0 and variance ``var`` (in 0-255 units) per pixel and channel, then clip to
     [0, 255] and truncate to uint8.
 
     **Required Keys:** ``img`` (uint8). **Modified Keys:** ``img``.

@@ -12,7 +12,7 @@ __all__ = ['DMUEOptimWrapperConstructor']
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class DMUEOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """Two parameter groups, as the original's Adam (spec §3.4, §4).
+    """Two parameter groups, as the original's Adam.
 
     * ``trunk``: the backbone and the auxiliary branches, at the optimiser's
       ``lr`` (``lr1``);

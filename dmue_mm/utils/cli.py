@@ -23,11 +23,15 @@ __all__ = [
     'check_cfg_options', 'add_common_args', 'parse_with_local_rank',
     'set_work_dir', 'set_dataloader_defaults',
     'disable_idle_persistent_workers', 'merge_cfg_options', 'VIS_BACKENDS',
-    'set_vis_backends'
+    'set_vis_backends', 'add_trust_checkpoint_arg', 'apply_trust_checkpoint',
+    'DATALOADERS', 'check_before_run'
 ]
 
 #: ``--vis-backend`` name -> (MMEngine backend type, the package it needs)
 VIS_BACKENDS = {'tensorboard': ('TensorboardVisBackend', 'tensorboard')}
+
+#: The dataloader fields of a config.
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
 def cli_entry(main: Callable[[], Any]) -> Callable[[], Any]:
@@ -192,13 +196,34 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         default='none',
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_trust_checkpoint_arg(parser)
+
+
+def add_trust_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
+    """Add ``--trust-checkpoint`` (see :func:`apply_trust_checkpoint`)."""
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='unpickle checkpoints fully (they may run code): only for '
+        'trusted files that the safe loader refuses, e.g. from an older stack')
+
+
+def apply_trust_checkpoint(args: argparse.Namespace) -> None:
+    """Export ``DMUE_TRUST_CHECKPOINT=1`` for ``--trust-checkpoint``, so
+    that :func:`dmue_mm.compat.load_local_checkpoint` (in this process and
+    in the ranks it starts) unpickles fully."""
+    from dmue_mm.compat import TRUST_CHECKPOINT_ENV
+    if getattr(args, 'trust_checkpoint', False):
+        os.environ[TRUST_CHECKPOINT_ENV] = '1'
 
 
 def parse_with_local_rank(parser: argparse.ArgumentParser,
                           argv=None) -> argparse.Namespace:
-    """Parse args and export ``LOCAL_RANK`` as MMPretrain's tools do."""
+    """Parse args, export ``LOCAL_RANK`` as MMPretrain's tools do and
+    apply ``--trust-checkpoint``."""
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    apply_trust_checkpoint(args)
     return args
 
 
@@ -250,9 +275,38 @@ def disable_idle_persistent_workers(cfg: Config,
 
 
 def merge_cfg_options(cfg: Config, options: Optional[Dict]) -> None:
-    """Check and merge ``--cfg-options`` into ``cfg``."""
+    """Check and merge ``--cfg-options`` into ``cfg``, then turn off
+    persistent workers where the options left a dataloader without workers
+    (``test_dataloader.num_workers=0``)."""
     if options:
         cfg.merge_from_dict(check_cfg_options(cfg, options))
+        disable_idle_persistent_workers(cfg, DATALOADERS)
+
+
+def check_before_run(cfg: Config, fields: Iterable[str] = DATALOADERS) -> None:
+    """The checks of a run before any work, shared by the runner tools.
+
+    * ``model.head.num_classes`` against the classes of the datasets under
+      ``fields`` (config, dataset type, or the data's metadata; see
+      :func:`dmue_mm.datasets.check_head_classes`);
+    * adds :class:`~dmue_mm.hooks.CheckpointCheckHook`, which refuses a
+      ``load_from`` / resume checkpoint of another shape.
+
+    Args:
+        cfg (Config): The final config (after ``--cfg-options``).
+        fields (Iterable[str]): The dataloaders the run uses.
+
+    Raises:
+        DataError: A class count that disagrees, in one line.
+    """
+    from dmue_mm.datasets import check_head_classes
+    check_head_classes(cfg, fields)
+    hooks = cfg.get('custom_hooks') or []
+    if not any(
+            str(h.get('type', '')).endswith('CheckpointCheckHook')
+            for h in hooks):
+        hooks.append(dict(type='CheckpointCheckHook'))
+    cfg.custom_hooks = hooks
 
 
 def set_vis_backends(cfg: Config, names: Iterable[str] = ()) -> None:

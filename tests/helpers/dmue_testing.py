@@ -11,6 +11,23 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import dmue_mm  # noqa: F401  registers the plugin
+from dmue_mm.utils.numerics import FLOAT32_EPS, float32_sum_tolerance
+
+#: float32 machine epsilon, 2**-23 (the unit roundoff is half of it).
+EPS32 = FLOAT32_EPS
+
+
+def sum_atol(expected: torch.Tensor,
+             terms: int,
+             layers: int = 1,
+             conditioning: float = 4.0) -> float:
+    """:func:`dmue_mm.utils.numerics.float32_sum_tolerance` relative to the
+    largest ``|expected|``: the tolerance between two float32 evaluations
+    of ``expected`` whose ``layers`` layers (at most ``terms`` products per
+    sum) may sum in another order."""
+    return float32_sum_tolerance(
+        float(expected.detach().abs().max()), terms, layers, conditioning)
+
 
 #: float32 machine epsilon (2^-23): tolerances are multiples of it
 EPS = torch.finfo(torch.float32).eps
@@ -91,3 +108,20 @@ def write_test_video(path: str, fps: float = 10.0) -> list:
         writer.write(cv2.cvtColor(images[name], cv2.COLOR_RGB2BGR))
     writer.release()
     return shown
+
+
+def save_untrained_checkpoint(config: str, path: str,
+                              num_classes: int) -> str:
+    """Save an untrained model of ``config`` with ``num_classes`` classes as
+    a checkpoint (cheaper than training when only the tools' plumbing is
+    tested)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import save_checkpoint
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(config)
+    cfg.model.head.num_classes = num_classes
+    torch.manual_seed(0)
+    save_checkpoint(
+        dict(state_dict=MODELS.build(cfg.model).state_dict(), meta={}), path)
+    return path

@@ -1,5 +1,5 @@
 """End-to-end alignment on the real photos that ship with matplotlib and
-scikit-image (issue 5's "Done when", issue 8's crop mode).
+scikit-image (both modes, docs/align.md).
 
 What the tolerances mean (docs/align.md, "Accuracy"): MTCNN run again on a
 crop must find each landmark within 4 px of where the tool's transform put
@@ -109,7 +109,9 @@ class TestCropMode:
     def test_box_fills_central_224(self, detector, photos, name):
         face = align_face(photos[name], detector, mode='crop')[0]
         assert face.image.shape == (256, 256, 3)
-        # the detected face box is exactly the central 224x224
+        # the detected face box is exactly the central 224x224 (float64
+        # affine maps of coordinates < 2000: ~1e-12 rounding; 1e-6 is far
+        # above it and far below a pixel)
         np.testing.assert_allclose(face.crop_box, [16, 16, 240, 240],
                                    atol=1e-6)
         corners = transform_points(face.matrix, face.box.reshape(2, 2))

@@ -64,10 +64,10 @@ class TestLoadRGB:
         rgb = load_rgb(str(tmp_path / 'r.jpg'))
         assert rgb.shape == (30, 20, 3)
         # the top-left of the upright image is the bottom-left of the stored
+        # one: the same Pillow decode, rotated (a permutation: exact)
         stored = np.asarray(Image.open(tmp_path / 'r.jpg'))
-        np.testing.assert_allclose(rgb[0, 0].astype(int),
-                                   stored[-1, 0].astype(int),
-                                   atol=6)
+        np.testing.assert_array_equal(rgb, np.rot90(stored, -1))
+        np.testing.assert_array_equal(rgb[0, 0], stored[-1, 0])
 
     def test_truncated_and_garbage(self, tmp_path):
         Image.fromarray(_gradient(200, 200)).save(tmp_path / 'ok.jpg')

@@ -1,6 +1,8 @@
-"""The original DMUE checkpoints, rebuilt from spec §5 with random values,
-and an independent re-implementation of the original forward and losses
-(spec §1-§3) that reads those raw tensors with ``torch.nn.functional``.
+"""The original DMUE checkpoints, rebuilt with random values in the formats
+of docs/deploy.md ("Key mapping of the original formats"), and an
+independent re-implementation of the original forward and losses (its
+``models/`` and ``losses/``) that reads those raw tensors with
+``torch.nn.functional``.
 
 Nothing here uses the plugin: the converters are tested against it.
 """
@@ -117,8 +119,8 @@ def snapshot(arch: str,
              module: bool = False,
              meta: bool = False) -> 'OrderedDict':
     """A DMUE training snapshot with the exact key names and shapes of
-    spec §5.2 (``module.`` prefixed when ``module``; ``meta``: shapes
-    only)."""
+    the original multi-branch model (``module.`` prefixed when ``module``;
+    ``meta``: shapes only)."""
     rnd = Random(seed, meta)
     K, D = num_classes, feat_dim(arch)
     sd = trunk_tensors(rnd, 'base', arch)
@@ -144,7 +146,7 @@ def snapshot(arch: str,
 
 
 def target_only(snap: 'OrderedDict', num_classes: int) -> 'OrderedDict':
-    """The original ``convert_weights.py`` rules (spec §5.3), applied to a
+    """The original ``convert_weights.py`` rules, applied to a
     snapshot without ``module.``."""
     last = num_classes
     out = OrderedDict()
@@ -163,7 +165,7 @@ def target_only(snap: 'OrderedDict', num_classes: int) -> 'OrderedDict':
 
 
 def msceleb(arch: str, num_ids: int = 10, seed: int = 0) -> dict:
-    """An MS-Celeb-1M pretraining checkpoint (spec §5.1)."""
+    """An MS-Celeb-1M pretraining checkpoint (the original ``pretrain/``)."""
     rnd = Random(seed)
     sd = trunk_tensors(rnd, 'feat_net', arch)
     stage_tensors(rnd, 'feat_net.layer4', arch, 3, sd)
@@ -269,7 +271,8 @@ class OriginalModel:
         return self.classify(self.neck(f), self.K)
 
     def losses(self, x, y) -> Dict[str, torch.Tensor]:
-        """The four terms of spec §3.2 (BN eval, no dropout)."""
+        """The four loss terms of the original's train.py (BN eval, no
+        dropout)."""
         sd, K = self.sd, self.K
         F3 = trunk(sd, x)
         f = self.branch(F3, K)

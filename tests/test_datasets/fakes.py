@@ -1,9 +1,10 @@
 """Tiny fakes of the benchmarks' official release layouts, and LMDB helpers.
 
-Each builder writes a few generated images in exactly the layout of
-``../shared/spec/datasets.md`` and returns what a correct packer must read
-back: ``{split: {key: (label, image)}}`` with ``image`` the BGR array that
-OpenCV decodes from the source (or the source array for in-memory data).
+Each builder writes a few generated images in exactly the layout of the
+official release (the table in ``docs/datasets.md``) and returns what a correct
+packer must read back: ``{split: {key: (label, image)}}`` with ``image`` the
+BGR array that OpenCV decodes from the source (or the source array for
+in-memory data).
 """
 import csv
 import os

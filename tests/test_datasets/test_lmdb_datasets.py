@@ -156,6 +156,8 @@ class TestExpressionLMDBDataset:
         ds = build(data_root=path, split='test', score_extra='votes')
         sample = ds[0]['data_samples']
         assert sample.gt_score.dtype == torch.float32
+        # votes / total, one float32 rounding each (<= eps/2): within
+        # assert_close's float32 default (rtol 1.3e-6 = 11 eps)
         torch.testing.assert_close(sample.gt_score,
                                    torch.tensor([0.75, 0.25, 0.0]))
         torch.testing.assert_close(ds[1]['data_samples'].gt_score,
@@ -197,6 +199,7 @@ class TestBenchmarkDatasets:
                 })
         sample = build(
             type='FERPlus', data_root=path, split='test')[0]['data_samples']
+        # the same float32 division on both sides
         torch.testing.assert_close(sample.gt_score, torch.tensor(votes) / 10.0)
         hard = build(
             type='FERPlus', data_root=path, split='test',

@@ -12,6 +12,21 @@ from dmue_mm.evaluation import (calibration_bins, crossfit_temperature,
                                 normalise_distribution, scale_temperature,
                                 soft_nll)
 
+pytestmark = pytest.mark.numeric
+
+# Tolerances: the functions run in float64. Inputs given as decimals are
+# float32 (PROB), rounded by <= 2**-24 (6e-8) relative each:
+# * exp(log_probabilities(PROB)) vs PROB: the float32 values of a row sum
+#   to 1 within sum(p_i * 2**-24) = 6e-8, so the renormalisation moves each
+#   p by <= 6e-8 * p < 5e-8 (p <= 0.83), plus float64 roundings: atol 1e-7.
+# * NLL/ECE hand values (means of |log p| and |1 - p|, >= 0.3 here): <= 2e-7
+#   relative, under rel=1e-6.
+# * float64 identities (temperature scaling, KL + entropy = soft NLL):
+#   a few float64 roundings of O(1) values, far below pytest.approx's
+#   default rel 1e-6 and abs 1e-12.
+# * fitted temperatures against the generating one: a statistical bound
+#   (the labels are a random sample of 20000, or 4000), not rounding; fixed
+#   seeds make them deterministic.
 # confidences 0.72, 0.64, 0.55, 0.83 (away from bin edges); sample 1 wrong
 PROB = torch.tensor([[0.72, 0.18, 0.10], [0.64, 0.26, 0.10],
                      [0.25, 0.55, 0.20], [0.07, 0.10, 0.83]])

@@ -15,6 +15,15 @@ from dmue_mm.evaluation import (ExpressionMetric, crossfit_temperature,
 from mmpretrain.registry import METRICS
 from mmpretrain.structures import DataSample
 
+pytestmark = pytest.mark.numeric
+
+# Tolerances: the metric runs in float64 on float32 scores. A hand value
+# from the decimal probabilities differs by their float32 rounding, <= 2**-24
+# (6e-8) relative per score: NLL and ECE (means of |log p| or of |1 - p|)
+# move by <= 1.5e-7 relative, below rel=1e-6. The metric against the same
+# float64 functions on the same scores: identical arithmetic, batching only
+# concatenates; pytest.approx's default rel 1e-6 covers a reordered sum of
+# <= 40 float64 terms (40 * 2**-53 ~ 4e-15) with room to spare.
 CLASSES = ('angry', 'happy', 'neutral')
 PROB = torch.tensor([[0.72, 0.18, 0.10], [0.64, 0.26, 0.10],
                      [0.25, 0.55, 0.20], [0.07, 0.10, 0.83]])

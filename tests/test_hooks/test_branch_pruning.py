@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import CLASSES, CONFIGS, run_tool
+from dmue_testing import sum_atol
 from mmengine.config import Config
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.registry import DefaultScope
@@ -118,7 +119,10 @@ class TestDuringTraining:
         images = read_images(trained['val'])
         expected = target_logits(model, images)
         logits = target_logits(deploy, images)
-        assert (logits - expected).abs().max().item() <= 1e-4
+        # same trunk kernels on the same batch; only the folded classifier
+        # sums its 64 features (base_channels 8) in another order
+        assert (logits - expected).abs().max().item() <= sum_atol(
+            expected, 64)
         assert torch.equal(logits.argmax(1), expected.argmax(1))
 
     def test_best_equals_the_best_checkpoint(self, trained):
@@ -134,7 +138,10 @@ class TestDuringTraining:
         images = read_images(trained['val'])
         expected = target_logits(model, images)
         logits = target_logits(deploy, images)
-        assert (logits - expected).abs().max().item() <= 1e-4
+        # same trunk kernels on the same batch; only the folded classifier
+        # sums its 64 features (base_channels 8) in another order
+        assert (logits - expected).abs().max().item() <= sum_atol(
+            expected, 64)
 
     def test_rejects_unknown_test_data(self):
         with pytest.raises(ValueError, match='test_data'):
@@ -168,12 +175,18 @@ class TestStockMMPretrain:
                  timeout=240,
                  env={'OMP_NUM_THREADS': '1'})
 
-        expected = F.softmax(
-            target_logits(trained['model'], read_images(trained['val'])), 1)
+        logits = target_logits(trained['model'], read_images(trained['val']))
+        expected = F.softmax(logits, 1)
+        # other processes and batch sizes: every layer of the narrow
+        # ResNet-18 target path (20 convs + fc, <= 64 x 3 x 3 products a
+        # sum) may sum in another order; a probability moves by at most half
+        # the largest logit change (the rows of the softmax Jacobian sum to
+        # 2 p (1 - p) <= 1/2)
+        atol = sum_atol(logits, 64 * 9, layers=21) / 2
         with open(tmp_path / 'inferencer.json') as f:
             inferred = json.load(f)
         torch.testing.assert_close(
-            torch.tensor(inferred['scores']), expected[:3], atol=1e-5, rtol=0)
+            torch.tensor(inferred['scores']), expected[:3], atol=atol, rtol=0)
         assert inferred['meta']['dataset_meta']['classes'] == list(CLASSES)
         assert inferred['classes'] == [
             CLASSES[i] for i in expected[:3].argmax(1)
@@ -182,12 +195,13 @@ class TestStockMMPretrain:
         with open(tmp_path / 'preds.pkl', 'rb') as f:
             preds = pickle.load(f)
         scores = torch.stack([p['pred_score'] for p in preds])
-        torch.testing.assert_close(scores, expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(scores, expected, atol=atol, rtol=0)
         labels = torch.tensor([p['gt_label'].item() for p in preds])
         accuracy = (scores.argmax(1) == labels).float().mean().item() * 100
         # ... and the LMDB recipe's config pointed at the same folder
         with open(tmp_path / 'metrics.json') as f:
             metrics = json.load(f)
+        # a percentage of 16 counts in float32 vs float64: rel 1e-6 (8 eps)
         assert metrics['accuracy/top1'] == pytest.approx(accuracy)
 
 

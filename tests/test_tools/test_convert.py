@@ -9,6 +9,7 @@ from mmengine.logging import MessageHub
 from mmengine.runner.checkpoint import save_checkpoint
 
 from dmue_testing import one_thread  # noqa: F401
+from dmue_testing import sum_atol
 from test_converters.deploy_helpers import (TINY_RESNET, deploy_model,
                                             dmue_cfg, trained_like)
 from test_converters.original_format import (OriginalModel, msceleb, snapshot)
@@ -72,8 +73,11 @@ class TestSubcommands:
         with torch.no_grad():
             logits = model(x, mode='tensor')
         expected = OriginalModel(raw, K).target_logits(x)
-        scale = expected.abs().max().clamp(min=1)
-        assert (logits - expected).abs().max() <= 1e-4 * scale
+        # the reference's functional calls vs the deploy model: each of the
+        # face ResNet-18's 20 convs + fc (<= 512 x 3 x 3 products a sum) may
+        # sum in another order
+        assert (logits - expected).abs().max() <= sum_atol(
+            expected, 512 * 9, layers=21)
         meta = torch.load(
             deploy_dir / 'ep7_acc0.6.pth', weights_only=True)['meta']
         assert meta['dataset_meta']['classes'] == ['calm', 'smile']
@@ -121,7 +125,8 @@ class TestSubcommands:
         with torch.no_grad():
             expected = model(x, mode='tensor')
             logits = deploy_model(config, weights)(x, mode='tensor')
-        assert (logits - expected).abs().max() <= 1e-4
+        # same trunk kernels; only the folded classifier's 64-term sums
+        assert (logits - expected).abs().max() <= sum_atol(expected, 64)
 
         code, out, err = call(tool, [
             'onnx', config, weights, '-o',
@@ -130,7 +135,8 @@ class TestSubcommands:
         assert code == 0, err
         assert 'dynamic batch' in out and 'max |logit diff|' in out
         diff = float(out.split('max |logit diff| ')[1].split()[0])
-        assert diff <= 1e-4
+        # onnxruntime's kernels in all 21 layers (<= 64 x 3 x 3 products)
+        assert diff <= sum_atol(expected, 64 * 9, layers=21)
 
 
 class TestOneLineErrors:

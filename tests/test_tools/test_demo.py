@@ -39,7 +39,9 @@ def test_demo_runs_end_to_end(tmp_path):
     match = re.search(r'pruned model top-1 accuracy: ([\d.]+)', out)
     assert match, out[-3000:]
     metrics = json.loads((work_dir / 'pruned_metrics.json').read_text())
-    assert abs(metrics['expression/top1'] - float(match.group(1))) < 1e-2
+    # printed with 4 significant digits: a percentage in [10, 100) is off by
+    # <= 0.005 (100 itself prints exactly)
+    assert abs(metrics['expression/top1'] - float(match.group(1))) <= 0.005
     # 539 clean test images, all evaluated by the pruned model
     assert sum(metrics['expression/support_classwise']) == 539
     assert (work_dir / 'pruned_confusion_matrix.png').read_bytes()[:8] == \

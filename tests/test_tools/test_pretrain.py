@@ -1,4 +1,5 @@
-"""The MV-Softmax pretraining recipes (spec §6.6) on generated identities."""
+"""The MV-Softmax pretraining recipes (docs/pretrain.md) on generated
+identities."""
 import math
 import os
 import os.path as osp
@@ -126,6 +127,7 @@ class TestPretrainRecipes:
         }
         assert set(loaded) == set(expected)
         for key, value in expected.items():
+            # copies: bitwise equal
             torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
 
 

@@ -1,5 +1,5 @@
 """End-to-end checks of tools/train.py, tools/test.py and tools/dist_train.sh
-on the plain cross-entropy baseline over generated data (issue 2)."""
+on the plain cross-entropy baseline over generated data."""
 import json
 import os.path as osp
 import signal
@@ -117,7 +117,9 @@ class TestTrainResume:
         image = osp.join(image_folder, 'val', CLASSES[1], '00004.png')
         result = inferencer(image)[0]
         assert len(result['pred_scores']) == len(CLASSES)
-        assert abs(sum(result['pred_scores']) - 1.0) < 1e-5
+        # 4 float32 softmax outputs of <= 8 eps relative error each
+        assert abs(sum(result['pred_scores']) - 1.0) <= 4 * 8 * torch.finfo(
+            torch.float32).eps
         assert 0 <= result['pred_label'] < len(CLASSES)
 
 

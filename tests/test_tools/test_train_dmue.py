@@ -62,7 +62,11 @@ def test_two_epochs(seven_classes, tmp_path, launcher, amp):
         assert all(math.isfinite(record[k]) for k in LOGGED)
         weighted = (record['loss_wce'] + record['loss_soft'] +
                     record['loss_sp'] + record['loss_aux'])
-        assert record['loss'] == pytest.approx(weighted, rel=1e-3)
+        # MMEngine's parse_losses sums the four positive float32 terms (3
+        # roundings of <= eps/2 of the total), then the log's window mean
+        # (linear, float64): <= 2 eps relative; 16 eps leaves a factor 8
+        assert record['loss'] == pytest.approx(
+            weighted, rel=16 * torch.finfo(torch.float32).eps)
     # ramp_a = 1: epoch 0 starts at r_up = e^-5, epoch 1 has r_up = 1
     assert {round(r['ramp_up'], 4) for r in train} == {0.0067, 1.0}
     assert any('accuracy/top1' in r for r in records(work_dir))

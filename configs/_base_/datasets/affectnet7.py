@@ -1,7 +1,7 @@
 # AffectNet-7 (manually annotated, no Contempt; test = the official
-# validation set), packed with:
-#   tools/pack_lmdb.py affectnet ROOT --classes 7 \
-#       -o data/affectnet7/affectnet7.lmdb
+# validation set), aligned and packed with:
+#   tools/align.py ROOT --dataset affectnet --affectnet-classes 7 \
+#       --out data/affectnet7/affectnet7.lmdb
 _base_ = ['./expression_lmdb.py']
 dataset_type = 'AffectNet7'
 data_root = 'data/affectnet7/affectnet7.lmdb'

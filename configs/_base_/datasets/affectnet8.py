@@ -1,7 +1,7 @@
 # AffectNet-8 (manually annotated; test = the official validation set),
-# packed with:
-#   tools/pack_lmdb.py affectnet ROOT --classes 8 \
-#       -o data/affectnet8/affectnet8.lmdb
+# aligned and packed with:
+#   tools/align.py ROOT --dataset affectnet --affectnet-classes 8 \
+#       --out data/affectnet8/affectnet8.lmdb
 _base_ = ['./expression_lmdb.py']
 dataset_type = 'AffectNet8'
 data_root = 'data/affectnet8/affectnet8.lmdb'

@@ -1,6 +1,7 @@
 # Generic base for an expression dataset packed with tools/pack_lmdb.py, with
-# the DMUE recipe's pipelines (spec §4). A new dataset inherits it and sets
-# its LMDB, classes and class count (docs/datasets.md shows a full example):
+# the DMUE recipe's pipelines (docs/datasets.md). A new dataset inherits it
+# and sets its LMDB, classes and class count (docs/datasets.md shows a full
+# example):
 #
 #   _base_ = ['../_base_/datasets/expression_lmdb.py']
 #   data_root = 'data/mine/mine.lmdb'

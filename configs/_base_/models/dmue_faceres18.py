@@ -1,7 +1,7 @@
-# DMUE on the original-stem face ResNet-18 (spec §1.1-§1.2): the backbone's
+# DMUE on the original-stem face ResNet-18 (docs/backbones.md): the backbone's
 # layer4 is the target branch, the head holds K auxiliary copies of it, the
 # shared BN-neck, the bias-free classifiers and the uncertainty MLP.
-# Every head key is shown with its default (spec §4); see docs/head.md.
+# Every head key is shown with its default; see docs/head.md.
 model = dict(
     type='DMUEClassifier',
     backbone=dict(type='FaceResNet', depth=18, out_indices=(3, )),

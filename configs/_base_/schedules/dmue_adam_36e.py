@@ -1,5 +1,6 @@
-# The DMUE schedule (spec §4): Adam with coupled weight decay 1e-4, two
-# parameter groups and the original's per-epoch step table, 36 epochs.
+# The DMUE schedule of the original's config.py: Adam with coupled weight
+# decay 1e-4, two parameter groups and the original's per-epoch step table,
+# 36 epochs.
 #   trunk (backbone + auxiliary branches), lr1:
 #       1e-4 (epochs 0-5), 5e-5 (6-11), 1e-5 (12-21), 5e-5 (22-24),
 #       1e-5 (25-35)

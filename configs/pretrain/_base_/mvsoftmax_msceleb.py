@@ -1,5 +1,5 @@
 # Face-recognition pretraining with MV-Softmax on an identity dataset
-# (MS-Celeb-1M in the DMUE paper, spec §6.6). The recipes
+# (MS-Celeb-1M in the DMUE paper, docs/pretrain.md). The recipes
 # faceres18_mvsoftmax_msceleb.py and r50ibn_mvsoftmax_msceleb.py add the model.
 #
 # Data: face crops under data_root/data_prefix and a list file
