@@ -1,8 +1,8 @@
 """Compatibility shims for the OpenMMLab stack on torch >= 2.6 and numpy 2.
 
 This is the one place where the plugin works around breakages of MMEngine,
-MMCV and MMPretrain on the pinned stack (``docs/stack.md`` lists them). Importing
-``dmue_mm`` applies the import-time shims; the tools call
+MMCV and MMPretrain on the pinned stack (``docs/stack.md`` lists them).
+Importing ``dmue_mm`` applies the import-time shims; the tools call
 :func:`adapt_cfg_to_machine` for the run-time ones.
 
 Shims:

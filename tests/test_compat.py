@@ -1,4 +1,5 @@
-"""Each shim of dmue_mm.compat, with a check that the stack breaks without it."""
+"""Each shim of dmue_mm.compat, with a check that the stack breaks without
+it."""
 import pickle
 
 import cv2

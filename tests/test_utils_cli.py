@@ -67,7 +67,6 @@ class TestCheckCfgOptions:
         with pytest.raises(CLIError, match='is a int'):
             check_cfg_options(cfg, {'train_dataloader.batch_size.x': 1})
 
-
     def test_unevaluated_dict_string_is_refused(self, cfg):
         # DictAction keeps "dict(...)" as a string: MMEngine's Visualizer
         # would fail with a TypeError traceback after the run started

@@ -18,8 +18,8 @@ K = 4
 # case: (rank 0 labels, rank 1 labels)
 CASES = {
     'split_classes': ([0, 0, 1, 1], [2, 2, 3, 3]),
-    'singleton_on_rank1': ([0, 0, 1, 1, 2, 2, 3, 3], [0, 1, 2, 3, 0, 1, 2,
-                                                       2]),
+    'singleton_on_rank1': ([0, 0, 1, 1, 2, 2, 3, 3],
+                           [0, 1, 2, 3, 0, 1, 2, 2]),
     'both_fine': ([0, 0, 1, 1, 2, 2, 3, 3], [3, 3, 2, 2, 1, 1, 0, 0]),
     'global_singleton': ([0, 0, 1, 1, 2, 2], [0, 1, 2, 2, 3, 0]),
 }
