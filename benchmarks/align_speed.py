@@ -40,7 +40,6 @@ Usage::
 import argparse
 import os
 import os.path as osp
-import statistics
 import tempfile
 import time
 from typing import Dict, List
@@ -155,21 +154,16 @@ def measure(args) -> Dict[str, List[float]]:
     return seconds
 
 
-def _spread(values: List[float]) -> Dict[str, float]:
-    return dict(median=statistics.median(values),
-                min=min(values),
-                max=max(values))
-
-
 def summarise(args, seconds: Dict[str, List[float]]) -> dict:
     """Images/s and per-round time ratios to ``mtcnn``."""
+    from dmue_mm.evaluation.report import spread
     base = seconds[BASELINE]
     results = {}
     for name, values in seconds.items():
         results[name] = dict(
             seconds=values,
-            images_per_s=_spread([args.images / s for s in values]),
-            time_ratio_to_mtcnn=_spread([s / b for s, b in zip(values, base)]))
+            images_per_s=spread([args.images / s for s in values]),
+            time_ratio_to_mtcnn=spread([s / b for s, b in zip(values, base)]))
     return dict(setup=dict(variants=args.variants,
                            images=args.images,
                            size=args.size,

@@ -323,13 +323,9 @@ def flop_ratio(flops: Dict[str, float], num_classes: int) -> float:
     return (T + num_classes * L + Lf) / (T + L)
 
 
-def _spread(values: List[float]) -> Dict[str, float]:
-    return dict(
-        median=statistics.median(values), min=min(values), max=max(values))
-
-
 def summarise(args, times, memory, flops) -> dict:
     """Medians, per-round ratios against ``ce`` and FLOP ratios."""
+    from dmue_mm.evaluation.report import spread
     result = dict(
         setup=dict(
             batch_size=args.batch_size,
@@ -346,15 +342,15 @@ def summarise(args, times, memory, flops) -> dict:
     for variant, k in model_keys(args):
         t, base_t = times.get((variant, k), {}), times.get(('ce', k))
         row = dict(
-            seconds={kind: _spread(v) for kind, v in t.items()},
+            seconds={kind: spread(v) for kind, v in t.items()},
             time_ratio={
-                kind: _spread([a / b for a, b in zip(v, base_t[kind])])
+                kind: spread([a / b for a, b in zip(v, base_t[kind])])
                 for kind, v in t.items()
             },
             flop_ratio=1.0 if variant == 'ce' else flop_ratio(flops, k))
         if memory:
             mem, base_m = memory[(variant, k)], memory[('ce', k)]
-            row['memory_mib'] = {kind: _spread(v) for kind, v in mem.items()}
+            row['memory_mib'] = {kind: spread(v) for kind, v in mem.items()}
             row['memory_ratio'] = {
                 kind: statistics.median(v) / statistics.median(base_m[kind])
                 for kind, v in mem.items()

@@ -1,5 +1,6 @@
 """Text tables and JSON output of the expression metrics."""
 import os.path as osp
+import statistics
 from typing import Any, Dict, List, Mapping, Sequence
 
 import mmengine
@@ -10,7 +11,7 @@ from dmue_mm.utils.fileio import atomic_write
 
 __all__ = [
     'format_table', 'format_markdown_table', 'format_report', 'to_builtin',
-    'dump_metrics'
+    'dump_metrics', 'spread'
 ]
 
 #: summary entries of :func:`format_report`: (key, label, format)
@@ -51,6 +52,13 @@ def format_markdown_table(header: Sequence[str],
     """A Markdown table of string cells (the benchmarks' README tables)."""
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in rows])
+
+
+def spread(values: Sequence[float]) -> Dict[str, float]:
+    """Median, min and max of repeated measurements (the benchmarks' JSON
+    and ratio cells)."""
+    return dict(
+        median=statistics.median(values), min=min(values), max=max(values))
 
 
 def format_report(report: Mapping[str, Any], classes: Sequence[str]) -> str:
