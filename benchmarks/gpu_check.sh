@@ -27,7 +27,8 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 if [ "$DRY" = 1 ]; then
     DEVICE=cpu
-    SPEED=(--batch-size 6 --img-size 32 --num-classes 3 --repeats 1 --warmup 0 --memory-runs 1 --threads 1)
+    # time only: memory runs start a process per model (tests cover them)
+    SPEED=(--batch-size 6 --img-size 32 --num-classes 3 --repeats 1 --warmup 0 --memory-runs 0 --threads 1)
     AMP=(--batch-size 12 --img-size 64 --num-classes 3)  # layer4 at 2x2
     PER_CLASS=2; BATCH=7; EPOCHS=10  # 2 iterations x 10 epochs
     # a narrow ResNet-18: bf16 autocast on a CPU without bf16 units is slow

@@ -17,6 +17,8 @@ BACKBONES = {
                       stem_channels=16, out_indices=(3, )), 32),
     'face_resnet18': (dict(type='FaceResNet', depth=18, out_indices=(3, )),
                       32),
+    'resnet18_cifar': (dict(type='ResNet_CIFAR', depth=18, base_channels=8,
+                            out_indices=(3, )), 32),
     'resnet50_ibn': (dict(type='ResNetIBN', depth=50, base_channels=16,
                           stem_channels=16, out_indices=(3, )), 32),
     'mobilenet_v2': (dict(type='MobileNetV2', widen_factor=0.5), 32),

@@ -1,10 +1,10 @@
 from .adapters import (ADAPTERS, BackboneAdapter, ConvNeXtAdapter,
-                       MobileNetV2Adapter, ResNetAdapter, StageInput,
-                       SwinAdapter, ViTAdapter, adapter_names, build_adapter,
-                       stage_key)
+                       MobileNetV2Adapter, ResNetAdapter, ResNetCIFARAdapter,
+                       StageInput, SwinAdapter, ViTAdapter, adapter_names,
+                       build_adapter, stage_key)
 
 __all__ = [
     'ADAPTERS', 'BackboneAdapter', 'ConvNeXtAdapter', 'MobileNetV2Adapter',
-    'ResNetAdapter', 'StageInput', 'SwinAdapter', 'ViTAdapter',
-    'adapter_names', 'build_adapter', 'stage_key'
+    'ResNetAdapter', 'ResNetCIFARAdapter', 'StageInput', 'SwinAdapter',
+    'ViTAdapter', 'adapter_names', 'build_adapter', 'stage_key'
 ]

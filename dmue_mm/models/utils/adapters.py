@@ -27,11 +27,13 @@ import torch
 import torch.nn as nn
 from mmengine.registry import Registry
 from mmpretrain.models.backbones import (ConvNeXt, MobileNetV2, ResNet,
-                                         SwinTransformer, VisionTransformer)
+                                         ResNet_CIFAR, SwinTransformer,
+                                         VisionTransformer)
 from mmpretrain.models.utils import resize_pos_embed
 
 __all__ = [
-    'StageInput', 'BackboneAdapter', 'ResNetAdapter', 'MobileNetV2Adapter',
+    'StageInput', 'BackboneAdapter', 'ResNetAdapter', 'ResNetCIFARAdapter',
+    'MobileNetV2Adapter',
     'ConvNeXtAdapter', 'ViTAdapter', 'SwinAdapter', 'ADAPTERS',
     'build_adapter', 'adapter_names', 'stage_key'
 ]
@@ -197,9 +199,12 @@ def build_adapter(cfg: Union[None, str, dict],
         BackboneAdapter: The adapter bound to ``backbone``.
     """
     if cfg is None:
-        for cls in ADAPTERS.module_dict.values():
-            if isinstance(backbone, cls.backbone_types):
-                return cls(backbone)
+        # the adapter of the nearest class in the backbone's MRO, so that a
+        # subclass with its own forward (ResNet_CIFAR) gets its own adapter
+        for base in type(backbone).__mro__:
+            for cls in ADAPTERS.module_dict.values():
+                if base in cls.backbone_types:
+                    return cls(backbone)
         raise ValueError(
             f'no DMUE adapter knows the backbone '
             f'{type(backbone).__name__}: set model.adapter to one of '
@@ -226,20 +231,35 @@ class ResNetAdapter(BackboneAdapter):
     def stage_paths(self) -> List[str]:
         return [self.backbone.res_layers[-1]]
 
-    def forward_trunk(self, inputs):
-        bb = self.backbone  # as ResNet.forward, up to the last layer
+    def forward_stem(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The stem, as ``ResNet.forward`` runs it."""
+        bb = self.backbone
         if bb.deep_stem:
             x = bb.stem(inputs)
         else:
             x = bb.relu(bb.norm1(bb.conv1(inputs)))
-        x = bb.maxpool(x)
-        for name in bb.res_layers[:-1]:
-            x = getattr(bb, name)(x)
+        return bb.maxpool(x)
+
+    def forward_trunk(self, inputs):
+        x = self.forward_stem(inputs)  # then every layer but the last
+        for name in self.backbone.res_layers[:-1]:
+            x = getattr(self.backbone, name)(x)
         return StageInput((x, ))
 
     @property
     def feat_dim(self) -> int:
         return self.backbone.feat_dim
+
+
+@ADAPTERS.register_module('resnet_cifar')
+class ResNetCIFARAdapter(ResNetAdapter):
+    """MMPretrain's ``ResNet_CIFAR``: its stem (3x3 conv, no max-pooling)
+    differs from ``ResNet.forward``'s; the rest is :class:`ResNetAdapter`."""
+    backbone_types = (ResNet_CIFAR, )
+
+    def forward_stem(self, inputs):
+        bb = self.backbone  # as ResNet_CIFAR.forward
+        return bb.relu(bb.norm1(bb.conv1(inputs)))
 
 
 @ADAPTERS.register_module('mobilenet_v2')
