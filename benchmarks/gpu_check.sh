@@ -25,12 +25,13 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
+# 20 training iterations: 7 classes x 10 images, batch 7, 2 epochs
+PER_CLASS=10; BATCH=7; EPOCHS=2
 if [ "$DRY" = 1 ]; then
     DEVICE=cpu
     # time only: memory runs start a process per model (tests cover them)
     SPEED=(--batch-size 6 --img-size 32 --num-classes 3 --repeats 1 --warmup 0 --memory-runs 0 --threads 1)
     AMP=(--batch-size 12 --img-size 64 --num-classes 3)  # layer4 at 2x2
-    PER_CLASS=2; BATCH=7; EPOCHS=10  # 2 iterations x 10 epochs
     # a narrow ResNet-18: bf16 autocast on a CPU without bf16 units is slow
     EXTRA=(model.backbone.base_channels=8 model.backbone.stem_channels=8)
 else
@@ -38,7 +39,6 @@ else
     "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'error: no CUDA device (use --dry-run on a CPU)')"
     SPEED=(--batch-size 72 --img-size 224 --num-classes 8 --repeats 3 --warmup 1 --memory-runs 1)
     AMP=(--batch-size 72 --img-size 224 --num-classes 8)
-    PER_CLASS=10; BATCH=7; EPOCHS=2  # 10 iterations x 2 epochs
     EXTRA=()
 fi
 
